@@ -1,0 +1,220 @@
+"""Configuration: pydantic models, YAML loading and command-line overrides.
+
+Loaded once at start, validated completely before anything runs, and passed
+down; modules never read the environment themselves. A wrong key or value is
+a :class:`~stream_detect.errors.ConfigError` whose message is one line naming
+it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ConfigError
+from .redact import redact
+
+DEFAULT_MODEL = "facebook/detr-resnet-50"
+STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReconnectConfig(_Strict):
+    """Capped exponential backoff between attempts to reopen a live source."""
+
+    initial_s: float = Field(0.5, gt=0, le=60, description="First wait after a failure.")
+    max_s: float = Field(4.0, gt=0, le=300, description="Ceiling of the wait.")
+    multiplier: float = Field(2.0, ge=1, le=10, description="Growth of the wait per failure.")
+    max_attempts: int | None = Field(
+        None, ge=1, description="Give up (state 'failed') after this many failures in a row."
+    )
+
+
+class _SourceBase(_Strict):
+    id: str = Field(description="Stream id used in messages, URLs and metrics.")
+    queue_size: int = Field(2, ge=1, le=256, description="Frames held between capture and detection.")
+    drop_policy: Literal["drop_oldest", "block"] | None = Field(
+        None, description="When the queue is full: drop the oldest frame (live) or wait (files)."
+    )
+    max_fps: float | None = Field(None, gt=0, le=240, description="Skip frames above this rate.")
+
+    @field_validator("id")
+    @classmethod
+    def _check_id(cls, value: str) -> str:
+        if not STREAM_ID.match(value):
+            raise ValueError(f"stream id {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+
+class UrlSource(_SourceBase):
+    """A network stream read with FFmpeg: RTSP, RTMP, HTTP(S), HLS, ..."""
+
+    kind: Literal["url"] = "url"
+    url: str
+    rtsp_transport: Literal["tcp", "udp"] = "tcp"
+    open_timeout_s: float = Field(5.0, gt=0, le=120)
+    read_timeout_s: float = Field(5.0, gt=0, le=120)
+    reconnect: ReconnectConfig = ReconnectConfig()
+
+
+class FileSource(_SourceBase):
+    """A video file, read as fast as the detector takes it, or paced (``realtime``)."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    realtime: bool = Field(False, description="Pace to the file's frame rate, like a camera.")
+    loop: bool = Field(False, description="Start again at the end (implies a live source).")
+
+
+class LavfiSource(_SourceBase):
+    """An FFmpeg lavfi test source, e.g. ``testsrc2=size=1280x720:rate=25``."""
+
+    kind: Literal["lavfi"] = "lavfi"
+    graph: str
+    realtime: bool = True
+
+
+class WebcamSource(_SourceBase):
+    """A local camera through OpenCV: ``/dev/videoN`` or an index."""
+
+    kind: Literal["webcam"] = "webcam"
+    device: str | int = 0
+    width: int | None = Field(None, ge=1, le=8192)
+    height: int | None = Field(None, ge=1, le=8192)
+    fps: float | None = Field(None, gt=0, le=240)
+    read_timeout_s: float = Field(3.0, gt=0, le=60)
+    reconnect: ReconnectConfig = ReconnectConfig()
+
+
+class SyntheticSource(_SourceBase):
+    """Moving shapes drawn in-process: for tests and the demo."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    width: int = Field(640, ge=32, le=4096)
+    height: int = Field(360, ge=32, le=4096)
+    fps: float = Field(15.0, gt=0, le=240)
+    seed: int = 0
+    frames: int | None = Field(None, ge=1, description="End after this many frames.")
+
+
+SourceConfig = Annotated[
+    UrlSource | FileSource | LavfiSource | WebcamSource | SyntheticSource,
+    Field(discriminator="kind"),
+]
+
+
+def is_live(source: SourceConfig) -> bool:
+    """Live sources reconnect and drop the oldest frame when the detector lags."""
+    if isinstance(source, FileSource):
+        return source.realtime or source.loop
+    return True
+
+
+def drop_policy(source: SourceConfig) -> Literal["drop_oldest", "block"]:
+    if source.drop_policy is not None:
+        return source.drop_policy
+    return "drop_oldest" if is_live(source) else "block"
+
+
+class ModelConfig(_Strict):
+    id: str = Field(DEFAULT_MODEL, description="Hub id, local directory, or 'demo'.")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit).")
+    name: str | None = Field(None, description="Model id served by the API (default: derived from id).")
+    device: str = Field("auto", description="auto, cpu, mps, cuda or cuda:N.")
+    threshold: float = Field(0.5, ge=0, le=1)
+    labels: list[str] | None = Field(None, description="Only report these labels.")
+    max_batch_size: int = Field(4, ge=1, le=256)
+    max_batch_wait_ms: float = Field(5.0, ge=0, le=10_000)
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError(f"device {value!r} is not one of auto, cpu, mps, cuda, cuda:N")
+        return value
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    tokens: list[str] = Field(default_factory=list, description="Bearer tokens; empty: no auth.")
+    allowed_origins: list[str] = Field(
+        default_factory=list, description="Extra browser origins allowed on /ws besides the server's own."
+    )
+    client_queue_size: int = Field(8, ge=1, le=1024, description="Messages buffered per websocket client.")
+    send_timeout_s: float = Field(2.0, gt=0, le=60, description="A client stuck this long is disconnected.")
+    max_clients: int = Field(100, ge=1, le=10_000)
+
+
+class Config(_Strict):
+    model: ModelConfig = ModelConfig()
+    server: ServerConfig = ServerConfig()
+    sources: list[SourceConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Config:
+        seen: set[str] = set()
+        for source in self.sources:
+            if source.id in seen:
+                raise ValueError(f"duplicate stream id {source.id!r}")
+            seen.add(source.id)
+        return self
+
+
+def _format_error(error: ValidationError, origin: str) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{origin}: unknown key {where!r}"
+    value = first.get("input")
+    message = first["msg"].removeprefix("Value error, ")
+    shown = "" if isinstance(value, dict | list) else f" = {redact(repr(value))}"
+    return f"{origin}: {where}{shown}: {message}"
+
+
+def parse_config(data: Any, origin: str = "config") -> Config:
+    """Validates a configuration mapping. Raises ConfigError with one line."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_format_error(error, origin)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Reads and validates a YAML configuration file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError(f"cannot read config {str(path)!r}: {error.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(error, 'problem', error)}") from None
+    return parse_config(data, origin=str(path))
+
+
+def source_from_url(url: str, stream_id: str) -> dict[str, Any]:
+    """Turns a ``--source`` argument into a source mapping, guessing its kind."""
+    if url.startswith("lavfi:"):
+        return {"kind": "lavfi", "id": stream_id, "graph": url.removeprefix("lavfi:")}
+    if url == "synthetic" or url.startswith("synthetic:"):
+        return {"kind": "synthetic", "id": stream_id}
+    if url.isdigit() or url.startswith("/dev/video"):
+        return {"kind": "webcam", "id": stream_id, "device": int(url) if url.isdigit() else url}
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url) and not url.startswith("file://"):
+        return {"kind": "url", "id": stream_id, "url": url}
+    return {"kind": "file", "id": stream_id, "path": url.removeprefix("file://")}
