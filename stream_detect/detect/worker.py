@@ -1,0 +1,262 @@
+"""The detector worker: one thread per device that batches across sources.
+
+Work arrives in *lanes*: one per video stream (its capture queue) and one for
+API requests. The worker waits on the queues' shared wake-up condition, then
+collects a batch round-robin across lanes (one item from each lane per round,
+starting at a different lane every batch), up to ``max_batch_size`` items or
+until ``max_batch_wait_ms`` has passed since the first item. A lane with
+nothing to give is skipped, so a dead source never delays the others, and a
+burst in one lane cannot starve another.
+
+The worker knows nothing about DETR: it calls :meth:`Detector.detect` with
+the lowest threshold in the batch and lets each lane filter its own results.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
+
+from ..errors import ModelError, ModelNotReadyError
+from ..frame_queue import FrameQueue, QueueClosed
+from ..records import Detections
+from .base import Detector
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Lane(Protocol[T]):
+    """A source of work for the worker and the destination of its results."""
+
+    name: str
+    queue: FrameQueue[T]
+
+    def image(self, item: T) -> np.ndarray:
+        """The ``(H, W, 3) uint8`` RGB image of ``item``."""
+        ...
+
+    def threshold(self, item: T) -> float: ...
+
+    def deliver(self, item: T, detections: Detections) -> None:
+        """Receives the item's detections, already filtered by its threshold."""
+        ...
+
+    def fail(self, item: T, error: BaseException) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchStats:
+    size: int
+    lanes: int
+    forward_s: float
+
+
+class WorkerState:
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass
+class _Entry(Generic[T]):
+    lane: Lane[T]
+    item: T
+
+
+class DetectorWorker:
+    """Runs one detector over batches collected from many lanes.
+
+    Args:
+        load_detector: Builds the detector; called on the worker thread so a
+            slow model load never blocks the server.
+        max_batch_size: Items per ``detect`` call at most.
+        max_batch_wait_ms: How long to wait for more items after the first.
+        labels: Only report these labels (``None``: all).
+        on_batch: Called after every batch with its statistics (metrics).
+        wakeup: The condition every lane queue notifies.
+        estimated_load_s: Reported to API clients while the model loads.
+    """
+
+    def __init__(
+        self,
+        load_detector: Callable[[], Detector],
+        *,
+        max_batch_size: int,
+        max_batch_wait_ms: float,
+        labels: Sequence[str] | None = None,
+        on_batch: Callable[[BatchStats], None] | None = None,
+        wakeup: threading.Condition | None = None,
+        estimated_load_s: float = 10.0,
+    ) -> None:
+        self._load_detector = load_detector
+        self.max_batch_size = max_batch_size
+        self.max_batch_wait_s = max_batch_wait_ms / 1000.0
+        self.allowed_labels = frozenset(labels) if labels else None
+        self._on_batch = on_batch
+        self.wakeup = wakeup if wakeup is not None else threading.Condition()
+        self.estimated_load_s = estimated_load_s
+        self._lanes: list[Lane[Any]] = []
+        self._lanes_lock = threading.Lock()
+        self._next_lane = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="detector", daemon=False)
+        self._load_started = 0.0
+        self.state = WorkerState.LOADING
+        self.error: str | None = None
+        self.detector: Detector | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        self._load_started = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.wakeup:
+            self.wakeup.notify_all()
+
+    def join(self, timeout: float) -> bool:
+        if self._thread.ident is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Waits until the model is loaded (or failed). True when ready."""
+        self._ready.wait(timeout)
+        return self.state == WorkerState.READY
+
+    def check_ready(self) -> None:
+        """Raises ModelNotReadyError while loading, ModelError if loading failed."""
+        if self.state == WorkerState.READY:
+            return
+        if self.state == WorkerState.LOADING:
+            elapsed = time.monotonic() - self._load_started
+            remaining = max(1.0, self.estimated_load_s - elapsed)
+            raise ModelNotReadyError("model is currently loading", estimated_time=round(remaining, 1))
+        raise ModelError(self.error or f"detector is {self.state}")
+
+    # -- lanes ---------------------------------------------------------------
+
+    def add_lane(self, lane: Lane[Any]) -> None:
+        with self._lanes_lock:
+            self._lanes.append(lane)
+        with self.wakeup:
+            self.wakeup.notify_all()
+
+    def remove_lane(self, lane: Lane[Any]) -> None:
+        with self._lanes_lock:
+            if lane in self._lanes:
+                self._lanes.remove(lane)
+
+    # -- the loop ------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self.detector = self._load_detector()
+            self.state = WorkerState.READY
+        except Exception as error:  # reported as state; the server keeps serving
+            self.error = str(error) if isinstance(error, ModelError) else f"cannot load model: {error}"
+            self.state = WorkerState.FAILED
+            log.error("%s", self.error)
+            self._ready.set()
+            self._drain_failing()
+            return
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                batch = self._collect()
+                if batch:
+                    self._process(self.detector, batch)
+        finally:
+            self.state = WorkerState.STOPPED
+            self.detector.close()
+
+    def _drain_failing(self) -> None:
+        """After a failed load, answer queued API work with the error until stopped."""
+        error = ModelError(self.error or "model failed to load")
+        while not self._stop.is_set():
+            for entry in self._take_round(limit=1000):
+                entry.lane.fail(entry.item, error)
+            with self.wakeup:
+                self.wakeup.wait(0.2)
+
+    def _take_round(self, limit: int) -> list[_Entry[Any]]:
+        """Takes at most one item from each lane, starting at a rotating lane."""
+        with self._lanes_lock:
+            lanes = list(self._lanes)
+        if not lanes:
+            return []
+        start = self._next_lane % len(lanes)
+        taken: list[_Entry[Any]] = []
+        for lane in lanes[start:] + lanes[:start]:
+            if len(taken) >= limit:
+                break
+            try:
+                item = lane.queue.get_nowait()
+            except QueueClosed:
+                self.remove_lane(lane)
+                continue
+            if item is not None:
+                taken.append(_Entry(lane, item))
+        return taken
+
+    def _collect(self) -> list[_Entry[Any]]:
+        batch: list[_Entry[Any]] = []
+        deadline: float | None = None
+        self._next_lane += 1
+        while len(batch) < self.max_batch_size and not self._stop.is_set():
+            taken = self._take_round(self.max_batch_size - len(batch))
+            batch.extend(taken)
+            if len(batch) >= self.max_batch_size:
+                break
+            if taken:
+                continue
+            now = time.monotonic()
+            if batch:
+                if deadline is None:
+                    deadline = now + self.max_batch_wait_s
+                if now >= deadline:
+                    break
+                timeout = deadline - now
+            else:
+                timeout = 0.25
+            with self.wakeup:
+                if not self._any_waiting():
+                    self.wakeup.wait(timeout)
+        return batch
+
+    def _any_waiting(self) -> bool:
+        with self._lanes_lock:
+            return any(len(lane.queue) or lane.queue.closed for lane in self._lanes)
+
+    def _process(self, detector: Detector, batch: list[_Entry[Any]]) -> None:
+        thresholds = [entry.lane.threshold(entry.item) for entry in batch]
+        images = [entry.lane.image(entry.item) for entry in batch]
+        started = time.perf_counter()
+        try:
+            results = detector.detect(images, min(thresholds))
+        except Exception as error:
+            log.exception("detector failed on a batch of %d", len(batch))
+            for entry in batch:
+                entry.lane.fail(entry.item, error)
+            return
+        forward_s = time.perf_counter() - started
+        for entry, detections, threshold in zip(batch, results, thresholds, strict=True):
+            try:
+                entry.lane.deliver(entry.item, detections.filter(threshold, self.allowed_labels))
+            except Exception:
+                log.exception("delivering detections to lane %s failed", entry.lane.name)
+        if self._on_batch is not None:
+            self._on_batch(BatchStats(len(batch), len({id(e.lane) for e in batch}), forward_s))

@@ -1,0 +1,173 @@
+"""The batching worker: fairness, dead lanes, thresholds, load failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from stream_detect.detect.worker import BatchStats, DetectorWorker, WorkerState
+from stream_detect.errors import ModelError, ModelNotReadyError
+from stream_detect.frame_queue import DropPolicy, FrameQueue
+from stream_detect.records import Detections
+
+
+class ScoreDetector:
+    """Returns one detection whose score is the image's mean value / 255."""
+
+    model_id = "score"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.batches: list[int] = []
+
+    def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Detections]:
+        self.batches.append(len(images))
+        time.sleep(self.delay_s)
+        out = []
+        for image in images:
+            score = float(image.mean()) / 255
+            dets = Detections.from_lists([[0, 0, 1, 1]], [score], [0], ["thing"])
+            out.append(dets.filter(threshold))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class ListLane:
+    def __init__(self, name: str, wakeup: threading.Condition, maxsize: int = 64, threshold: float = 0.0) -> None:
+        self.name = name
+        self.queue: FrameQueue[int] = FrameQueue(maxsize, DropPolicy.BLOCK, wakeup)
+        self._threshold = threshold
+        self.results: dict[int, Detections] = {}
+        self.errors: dict[int, BaseException] = {}
+        self.done = threading.Event()
+        self.expected = 0
+
+    def image(self, item: int) -> np.ndarray:
+        return np.full((4, 4, 3), item, np.uint8)
+
+    def threshold(self, item: int) -> float:
+        return self._threshold
+
+    def deliver(self, item: int, detections: Detections) -> None:
+        self.results[item] = detections
+        if len(self.results) >= self.expected:
+            self.done.set()
+
+    def fail(self, item: int, error: BaseException) -> None:
+        self.errors[item] = error
+        self.done.set()
+
+
+def make_worker(detector: ScoreDetector, **kwargs: object) -> tuple[DetectorWorker, list[BatchStats]]:
+    stats: list[BatchStats] = []
+    options: dict = {"max_batch_size": 4, "max_batch_wait_ms": 20.0, "on_batch": stats.append}
+    options.update(kwargs)
+    return DetectorWorker(lambda: detector, **options), stats
+
+
+@pytest.mark.timeout(20)
+def test_batches_across_lanes_and_filters_per_lane_threshold() -> None:
+    detector = ScoreDetector(delay_s=0.05)
+    worker, stats = make_worker(detector)
+    low = ListLane("low", worker.wakeup, threshold=0.0)
+    high = ListLane("high", worker.wakeup, threshold=0.5)
+    low.expected = high.expected = 8
+    worker.add_lane(low)
+    worker.add_lane(high)
+    worker.start()
+    try:
+        assert worker.wait_ready(5)
+        for value in range(8):
+            low.queue.put(value * 30 + 1)
+            high.queue.put(value * 30)
+        assert low.done.wait(10) and high.done.wait(10)
+    finally:
+        worker.stop()
+        assert worker.join(5)
+    assert max(s.size for s in stats) > 1
+    assert any(s.lanes == 2 for s in stats)
+    assert all(len(d) == 1 for d in low.results.values())
+    assert {item for item, d in high.results.items() if len(d)} == {v * 30 for v in range(8) if v * 30 / 255 > 0.5}
+    assert worker.state == WorkerState.STOPPED
+
+
+@pytest.mark.timeout(20)
+def test_burst_in_one_lane_does_not_starve_another() -> None:
+    detector = ScoreDetector(delay_s=0.02)
+    worker, stats = make_worker(detector, max_batch_size=2)
+    burst = ListLane("burst", worker.wakeup, maxsize=200)
+    steady = ListLane("steady", worker.wakeup)
+    burst.expected, steady.expected = 100, 5
+    for i in range(100):
+        burst.queue.put(i)
+    worker.add_lane(burst)
+    worker.add_lane(steady)
+    worker.start()
+    try:
+        for i in range(5):
+            steady.queue.put(i)
+        assert steady.done.wait(5)
+        # Round-robin: the steady lane finished while most of the burst waits.
+        assert len(burst.results) < 60
+        assert burst.done.wait(15)
+    finally:
+        worker.stop()
+        worker.join(5)
+
+
+@pytest.mark.timeout(20)
+def test_dead_lane_never_delays_a_live_one() -> None:
+    detector = ScoreDetector()
+    worker, _ = make_worker(detector, max_batch_size=8, max_batch_wait_ms=50.0)
+    dead = ListLane("dead", worker.wakeup)
+    live = ListLane("live", worker.wakeup)
+    live.expected = 1
+    worker.add_lane(dead)
+    worker.add_lane(live)
+    worker.start()
+    try:
+        assert worker.wait_ready(5)
+        latencies = []
+        for i in range(10):
+            live.done.clear()
+            live.results.clear()
+            started = time.monotonic()
+            live.queue.put(i)
+            assert live.done.wait(5)
+            latencies.append(time.monotonic() - started)
+        # At most the batch wait (50 ms) plus scheduling, never a dead lane's timeout.
+        assert sorted(latencies)[len(latencies) // 2] < 0.2
+    finally:
+        worker.stop()
+        worker.join(5)
+
+
+@pytest.mark.timeout(20)
+def test_closed_lane_is_removed_and_load_failure_is_reported() -> None:
+    def broken() -> ScoreDetector:
+        raise ModelError("cannot load model 'nope': not found")
+
+    worker = DetectorWorker(broken, max_batch_size=2, max_batch_wait_ms=1)
+    lane = ListLane("api", worker.wakeup)
+    lane.expected = 1
+    worker.add_lane(lane)
+    with pytest.raises(ModelNotReadyError):
+        worker.check_ready()
+    worker.start()
+    try:
+        assert not worker.wait_ready(5)
+        assert worker.state == WorkerState.FAILED
+        with pytest.raises(ModelError, match="nope"):
+            worker.check_ready()
+        lane.queue.put(1)
+        assert lane.done.wait(5)
+        assert isinstance(lane.errors[1], ModelError)
+    finally:
+        worker.stop()
+        assert worker.join(5)
