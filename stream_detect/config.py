@@ -169,9 +169,22 @@ class Config(_Strict):
         return self
 
 
+SOURCE_KINDS = frozenset({"url", "file", "lavfi", "webcam", "synthetic"})
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """``sources.0.url.colour`` -> ``sources.0.colour``: drops the union's tag."""
+    parts = [
+        str(part)
+        for i, part in enumerate(loc)
+        if not (i > 0 and isinstance(loc[i - 1], int) and part in SOURCE_KINDS)
+    ]
+    return ".".join(parts) or "(top level)"
+
+
 def _format_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    where = _location(tuple(first["loc"]))
     if first["type"] == "extra_forbidden":
         return f"{origin}: unknown key {where!r}"
     value = first.get("input")
