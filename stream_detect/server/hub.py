@@ -1,0 +1,106 @@
+"""Fan-out of websocket messages to clients, each with its own bounded queue.
+
+The hand-off from the pipeline's threads to asyncio happens in exactly one
+place: :meth:`Hub.publish`, which serialises the message once and schedules
+the fan-out on the event loop with ``loop.call_soon_threadsafe``.
+
+Every client has a small queue; when it is full the oldest message is dropped
+(and counted), so a slow client only loses its own messages. A send that does
+not complete within ``send_timeout_s`` marks the client stuck and its
+connection is closed, so a peer that never reads cannot hold memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Client:
+    """One websocket subscriber."""
+
+    streams: frozenset[str] | None
+    maxsize: int
+    messages: collections.deque[str] = field(default_factory=collections.deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    dropped: int = 0
+    sent: int = 0
+
+    def wants(self, stream: str) -> bool:
+        return self.streams is None or stream in self.streams
+
+    def offer(self, text: str) -> bool:
+        """Queues ``text``; drops the oldest message when full. True if one was dropped."""
+        dropped = False
+        if len(self.messages) >= self.maxsize:
+            self.messages.popleft()
+            self.dropped += 1
+            dropped = True
+        self.messages.append(text)
+        self.ready.set()
+        return dropped
+
+    async def next_message(self) -> str:
+        while not self.messages:
+            self.ready.clear()
+            await self.ready.wait()
+        return self.messages.popleft()
+
+
+class Hub:
+    """Publishes messages from any thread to every subscribed client.
+
+    Args:
+        client_queue_size: Messages buffered per client.
+        on_drop: Called on the event loop with the number of dropped messages.
+    """
+
+    def __init__(self, client_queue_size: int, on_drop: Callable[[int], None] | None = None) -> None:
+        self.client_queue_size = client_queue_size
+        self._on_drop = on_drop
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.clients: set[Client] = set()
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Attaches the hub to the server's event loop (at server start)."""
+        self._loop = loop
+
+    def unbind(self) -> None:
+        self._loop = None
+
+    def subscribe(self, streams: frozenset[str] | None) -> Client:
+        client = Client(streams=streams, maxsize=self.client_queue_size)
+        self.clients.add(client)
+        return client
+
+    def unsubscribe(self, client: Client) -> None:
+        self.clients.discard(client)
+
+    def publish(self, message: dict[str, Any]) -> None:
+        """Thread-safe: serialises ``message`` once and fans it out on the loop."""
+        loop = self._loop
+        if loop is None or not self.clients:
+            return
+        text = orjson.dumps(message).decode()
+        stream = str(message.get("stream", ""))
+        try:
+            loop.call_soon_threadsafe(self._fan_out, stream, text)
+        except RuntimeError:  # the loop closed while shutting down
+            pass
+
+    def _fan_out(self, stream: str, text: str) -> None:
+        dropped = 0
+        for client in self.clients:
+            if client.wants(stream) and client.offer(text):
+                dropped += 1
+        if dropped and self._on_drop is not None:
+            self._on_drop(dropped)
