@@ -1,0 +1,1 @@
+"""Recording annotated video: crash-safe segments of live streams, and whole files."""
