@@ -100,7 +100,7 @@ def test_batches_across_lanes_and_filters_per_lane_threshold() -> None:
 @pytest.mark.timeout(20)
 def test_burst_in_one_lane_does_not_starve_another() -> None:
     detector = ScoreDetector(delay_s=0.02)
-    worker, stats = make_worker(detector, max_batch_size=2)
+    worker, _ = make_worker(detector, max_batch_size=2)
     burst = ListLane("burst", worker.wakeup, maxsize=200)
     steady = ListLane("steady", worker.wakeup)
     burst.expected, steady.expected = 100, 5
