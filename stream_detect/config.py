@@ -38,6 +38,18 @@ class ReconnectConfig(_Strict):
     )
 
 
+class RecordConfig(_Strict):
+    """Recording annotated video of live streams into crash-safe MP4 segments."""
+
+    dir: str = Field(description="Directory; each stream records into DIR/<stream-id>/.")
+    segment_seconds: float = Field(60.0, ge=1, le=86_400, description="Length of one segment file.")
+    max_bytes: int | None = Field(None, ge=1, description="Per stream: delete the oldest segments above this size.")
+    max_age_hours: float | None = Field(None, gt=0, description="Per stream: delete segments older than this.")
+    encoder: Literal["libx264", "h264_nvenc"] = "libx264"
+    preset: str = Field("veryfast", pattern=r"^[a-z0-9]+$", description="Encoder speed preset.")
+    queue_size: int = Field(16, ge=1, le=1024, description="Frames waiting for the encoder; more are dropped.")
+
+
 class _SourceBase(_Strict):
     id: str = Field(description="Stream id used in messages, URLs and metrics.")
     queue_size: int = Field(2, ge=1, le=256, description="Frames held between capture and detection.")
@@ -45,6 +57,9 @@ class _SourceBase(_Strict):
         None, description="When the queue is full: drop the oldest frame (live) or wait (files)."
     )
     max_fps: float | None = Field(None, gt=0, le=240, description="Skip frames above this rate.")
+    record: RecordConfig | Literal[False] | None = Field(
+        None, description="Record this stream (overrides the global 'record'); false: never."
+    )
 
     @field_validator("id")
     @classmethod
@@ -152,12 +167,28 @@ class ServerConfig(_Strict):
     client_queue_size: int = Field(8, ge=1, le=1024, description="Messages buffered per websocket client.")
     send_timeout_s: float = Field(2.0, gt=0, le=60, description="A client stuck this long is disconnected.")
     max_clients: int = Field(100, ge=1, le=10_000)
+    max_body_bytes: int = Field(
+        20_000_000, ge=1024, le=1_000_000_000, description="Largest inference request body; larger ones get 413."
+    )
+    max_image_pixels: int = Field(
+        40_000_000, ge=1, le=1_000_000_000, description="Largest image (width x height) the API decodes."
+    )
+    api_cache_size: int = Field(256, ge=0, le=100_000, description="Answers kept for x-use-cache; 0 disables.")
+    api_queue_size: int = Field(64, ge=1, le=10_000, description="Inference requests waiting at most; more get 503.")
+    request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Longest wait for the detector per request.")
 
 
 class Config(_Strict):
     model: ModelConfig = ModelConfig()
     server: ServerConfig = ServerConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
+    record: RecordConfig | None = Field(None, description="Record every stream (per-source 'record' overrides).")
+
+    def recording_of(self, source: SourceConfig) -> RecordConfig | None:
+        """The recording settings that apply to ``source``, or None."""
+        if source.record is False:
+            return None
+        return source.record or self.record
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:

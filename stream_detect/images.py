@@ -44,8 +44,8 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
                 )
             image.seek(0)  # GIF, TIFF: the first frame
             image.load()
-            image = ImageOps.exif_transpose(image) or image
-            rgb = image.convert("RGB")
+            upright = ImageOps.exif_transpose(image) or image
+            rgb = upright.convert("RGB")
     except InputError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as error:

@@ -100,7 +100,9 @@ class HFDetector:
         return [r if r is not None else Detections.empty() for r in results]
 
     @torch.inference_mode()
-    def _detect_same_size(self, images: list[np.ndarray], height: int, width: int, threshold: float) -> list[Detections]:
+    def _detect_same_size(
+        self, images: list[np.ndarray], height: int, width: int, threshold: float
+    ) -> list[Detections]:
         inputs = self.processor(images=images, return_tensors="pt")
         model_inputs = {
             name: self.device.to_device(tensor).to(self.device.dtype) if tensor.is_floating_point()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,10 +93,8 @@ class Hub:
             return
         text = orjson.dumps(message).decode()
         stream = str(message.get("stream", ""))
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
             loop.call_soon_threadsafe(self._fan_out, stream, text)
-        except RuntimeError:  # the loop closed while shutting down
-            pass
 
     def _fan_out(self, stream: str, text: str) -> None:
         dropped = 0

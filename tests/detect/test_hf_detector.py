@@ -28,17 +28,18 @@ def scenes(sizes: list[tuple[int, int]], seed: int = 7) -> list[np.ndarray]:
     return images
 
 
+def _distance(mine: dict, other: dict) -> float:
+    if other["label"] != mine["label"]:
+        return float("inf")
+    return max(abs(mine["box"][k] - other["box"][k]) for k in mine["box"]) + abs(mine["score"] - other["score"]) * 100
+
+
 def assert_same_detections(ours: list[dict], theirs: list[dict]) -> None:
     """Labels equal, boxes within 2 px, scores within 0.01, order aside (greedy matching)."""
     assert len(ours) == len(theirs)
     remaining = list(theirs)
     for element in ours:
-        def distance(other: dict) -> float:
-            if other["label"] != element["label"]:
-                return float("inf")
-            return max(abs(element["box"][k] - other["box"][k]) for k in element["box"]) + abs(
-                element["score"] - other["score"]) * 100
-        best = min(remaining, key=distance)
+        best = min(remaining, key=lambda other, mine=element: _distance(mine, other))
         assert best["label"] == element["label"]
         assert all(abs(element["box"][k] - best["box"][k]) <= 2 for k in element["box"]), (element, best)
         assert abs(element["score"] - best["score"]) <= 0.01

@@ -1,0 +1,131 @@
+"""The ``stream-detect`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .config import Config, ConfigError, load_config, parse_config, source_from_url
+from .errors import StreamDetectError
+from .logs import setup_logging
+from .redact import redact, register_secret
+
+log = logging.getLogger("stream_detect")
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", help="hub id, local directory, or 'demo' (default: facebook/detr-resnet-50)")
+    group.add_argument("--revision", help="hub revision: branch, tag or commit")
+    group.add_argument("--device", help="auto, cpu, mps, cuda or cuda:N (default: auto)")
+    group.add_argument("--threshold", type=float, help="minimum score, 0-1 (default: 0.5)")
+    group.add_argument("--labels", help="comma-separated labels to report (default: all)")
+    group.add_argument("--max-batch-size", type=int, help="frames per detector batch (default: 4)")
+
+
+def _serve_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", help="address to bind (default: 127.0.0.1)")
+    group.add_argument("--port", type=int, help="port to bind; 0 picks a free one (default: 8000)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stream-detect", description="Real-time object detection on video streams."
+    )
+    parser.add_argument("--version", action="version", version=f"stream-detect {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="analyze streams and serve detections, preview and API")
+    run.add_argument("--config", help="YAML configuration file")
+    run.add_argument(
+        "--source", action="append", default=[], metavar="URL",
+        help="a source (repeatable): rtsp://..., a file, lavfi:GRAPH, /dev/videoN, synthetic",
+    )
+    run.add_argument("--record", metavar="DIR", help="record every stream's annotated video into DIR")
+    _model_options(run)
+    _serve_options(run)
+
+    annotate = commands.add_parser("annotate", help="annotate every frame of a video file")
+    annotate.add_argument("input", metavar="INPUT")
+    annotate.add_argument("--output", "-o", required=True, metavar="OUT.mp4")
+    annotate.add_argument("--jsonl", metavar="OUT.jsonl", help="also write each frame's detections as JSON Lines")
+    annotate.add_argument("--config", help="YAML configuration file (its model section is used)")
+    _model_options(annotate)
+
+    detect = commands.add_parser("detect", help="print the detections of images as JSON")
+    detect.add_argument("images", nargs="+", metavar="IMAGE")
+    detect.add_argument("--config", help="YAML configuration file (its model section is used)")
+    _model_options(detect)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    """The configuration file (or defaults) with command-line overrides applied."""
+    base = load_config(args.config) if getattr(args, "config", None) else Config()
+    data: dict[str, Any] = base.model_dump(mode="python", exclude_unset=True)
+    model = data.setdefault("model", {})
+    for option, key in (
+        ("model", "id"), ("revision", "revision"), ("device", "device"),
+        ("threshold", "threshold"), ("max_batch_size", "max_batch_size"),
+    ):
+        value = getattr(args, option, None)
+        if value is not None:
+            model[key] = value
+    if getattr(args, "labels", None):
+        model["labels"] = [label.strip() for label in args.labels.split(",") if label.strip()]
+    server = data.setdefault("server", {})
+    env_tokens = os.environ.get("STREAM_DETECT_TOKENS", "")
+    if env_tokens.strip():
+        server["tokens"] = [*server.get("tokens", []), *(t.strip() for t in env_tokens.split(",") if t.strip())]
+    for option in ("host", "port"):
+        value = getattr(args, option, None)
+        if value is not None:
+            server[option] = value
+    if getattr(args, "record", None):
+        data["record"] = {**data.get("record", {}), "dir": args.record}
+    sources = getattr(args, "source", None)
+    if sources:
+        data["sources"] = [source_from_url(url, f"cam{i + 1}") for i, url in enumerate(sources)]
+    return parse_config(data, origin="command line" if not getattr(args, "config", None) else args.config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level)
+    try:
+        config = config_from_args(args)
+        for token in config.server.tokens:
+            register_secret(token)
+        if args.command == "run":
+            from .commands.run import run
+
+            return run(config)
+        if args.command == "detect":
+            from .commands.detect import detect
+
+            return detect(config.model, args.images)
+        if args.command == "annotate":
+            from .commands.annotate import annotate
+
+            return annotate(config.model, args.input, args.output, args.jsonl)
+    except ConfigError as error:
+        print(f"stream-detect: error: {redact(str(error))}", file=sys.stderr)
+        return EXIT_USAGE
+    except StreamDetectError as error:
+        print(f"stream-detect: error: {redact(str(error))}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_USAGE

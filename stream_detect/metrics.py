@@ -1,0 +1,107 @@
+"""Prometheus metrics of one pipeline, in a registry of its own.
+
+Per-stream counters are read from the live stream state at scrape time (one
+source of truth, nothing to keep in step); events that happen on the worker
+or the server (batches, websocket drops, encodes) are recorded as they occur.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from .detect.worker import BatchStats
+from .sources.base import SourceState
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _StreamCollector(Collector):
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    def collect(self) -> Iterator[Metric]:
+        labels = ["stream"]
+        captured = CounterMetricFamily(
+            "stream_detect_frames_captured", "Frames read from the source.", labels=labels
+        )
+        processed = CounterMetricFamily(
+            "stream_detect_frames_processed", "Frames run through the detector.", labels=labels
+        )
+        dropped = CounterMetricFamily(
+            "stream_detect_frames_dropped", "Frames dropped because the detector lagged.", labels=labels
+        )
+        corrupt = CounterMetricFamily(
+            "stream_detect_frames_corrupt", "Frames the decoder flagged as damaged.", labels=labels
+        )
+        reconnects = CounterMetricFamily("stream_detect_reconnects", "Reconnections of live sources.", labels=labels)
+        fps = GaugeMetricFamily("stream_detect_source_fps", "Frames per second read from the source.", labels=labels)
+        state = GaugeMetricFamily(
+            "stream_detect_stream_state", "1 for the stream's current state.", labels=["stream", "state"]
+        )
+        latency = GaugeMetricFamily(
+            "stream_detect_latency_seconds",
+            "Capture to emit latency over recent frames.",
+            labels=["stream", "quantile"],
+        )
+        for stream in list(self._pipeline.streams.values()):
+            stats = stream.capture.stats
+            captured.add_metric([stream.id], stats.frames)
+            processed.add_metric([stream.id], stream.processed)
+            dropped.add_metric([stream.id], stream.queue.dropped)
+            corrupt.add_metric([stream.id], stats.corrupt)
+            reconnects.add_metric([stream.id], stats.reconnects)
+            fps.add_metric([stream.id], stats.fps)
+            for candidate in SourceState:
+                state.add_metric([stream.id, candidate.value], 1.0 if stream.state is candidate else 0.0)
+            for quantile in (50, 99):
+                value = stream.latency.percentile(quantile)
+                if value is not None:
+                    latency.add_metric([stream.id, str(quantile / 100)], value)
+        yield from (captured, processed, dropped, corrupt, reconnects, fps, state, latency)
+
+
+class Metrics:
+    """Every metric the process exports."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(_StreamCollector(pipeline))
+        self.batch_size = Histogram(
+            "stream_detect_batch_size",
+            "Items per detector batch.",
+            buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
+            registry=self.registry,
+        )
+        self.forward_seconds = Histogram(
+            "stream_detect_batch_seconds",
+            "Time the detector took per batch (preprocess, forward, postprocess).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.ws_clients = Gauge("stream_detect_ws_clients", "Connected websocket clients.", registry=self.registry)
+        self.ws_dropped = Counter(
+            "stream_detect_ws_messages_dropped",
+            "Messages dropped for slow websocket clients.",
+            registry=self.registry,
+        )
+        self.ws_evicted = Counter(
+            "stream_detect_ws_clients_evicted",
+            "Websocket clients disconnected for not reading.",
+            registry=self.registry,
+        )
+        pipeline.add_batch_listener(self.observe_batch)
+
+    def observe_batch(self, stats: BatchStats) -> None:
+        self.batch_size.observe(stats.size)
+        self.forward_seconds.observe(stats.forward_s)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

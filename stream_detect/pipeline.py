@@ -1,0 +1,280 @@
+"""Wiring: sources -> bounded queues -> detector worker -> listeners.
+
+:class:`Pipeline` owns every thread of a running analyzer: one capture thread
+per stream and the detector worker. Results leave through listeners
+(``on_detections``) called on the worker thread; the websocket hub, the
+preview and the recorders subscribe there and must return quickly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Config, RecordConfig, SourceConfig, drop_policy
+from .detect.base import Detector
+from .detect.worker import BatchStats, DetectorWorker
+from .frame_queue import DropPolicy, FrameQueue
+from .record.recorder import Recorder, RecorderSettings
+from .record.segments import Retention
+from .records import Detections, Frame
+from .serialize import detections_message, status_message
+from .sources import build_source
+from .sources.base import SourceState
+from .sources.capture import Capture, StateChange
+from .stats import LatencyWindow, RateMeter
+
+log = logging.getLogger(__name__)
+
+DetectionListener = Callable[[Frame, Detections, float], None]
+FrameListener = Callable[[Frame], None]
+StateListener = Callable[[StateChange], None]
+
+
+@dataclass(eq=False)
+class StreamRuntime:
+    """What the process knows about one running stream."""
+
+    config: SourceConfig
+    queue: FrameQueue[Frame]
+    capture: Capture
+    state: SourceState = SourceState.CONNECTING
+    state_detail: str | None = None
+    processed: int = 0
+    processed_rate: RateMeter = field(default_factory=RateMeter)
+    latency: LatencyWindow = field(default_factory=LatencyWindow)
+    last_frame: Frame | None = None
+    last_detections: Detections = field(default_factory=Detections.empty)
+    recorder: Recorder | None = None
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def describe(self) -> dict[str, Any]:
+        """The stream's entry in ``GET /streams``."""
+        stats = self.capture.stats
+        frame = self.last_frame
+        p50 = self.latency.percentile(50)
+        p99 = self.latency.percentile(99)
+        return {
+            "id": self.id,
+            "kind": self.config.kind,
+            "state": self.state.value,
+            "detail": self.state_detail,
+            "width": frame.width if frame else stats.width,
+            "height": frame.height if frame else stats.height,
+            "source_fps": round(stats.fps, 2),
+            "processed_fps": round(self.processed_rate.rate(), 2),
+            "frames_captured": stats.frames,
+            "frames_processed": self.processed,
+            "frames_dropped": self.queue.dropped,
+            "frames_corrupt": stats.corrupt,
+            "reconnects": stats.reconnects,
+            "latency_ms": {
+                "p50": None if p50 is None else round(p50 * 1000, 1),
+                "p99": None if p99 is None else round(p99 * 1000, 1),
+            },
+            "recording": self.recorder.describe() if self.recorder else None,
+        }
+
+
+class _StreamLane:
+    """Feeds a stream's frames to the worker and its results back to the pipeline."""
+
+    def __init__(self, pipeline: Pipeline, stream: StreamRuntime) -> None:
+        self.name = stream.id
+        self.queue = stream.queue
+        self._pipeline = pipeline
+        self._stream = stream
+
+    def image(self, item: Frame) -> np.ndarray:
+        return item.image
+
+    def threshold(self, item: Frame) -> float:
+        return self._pipeline.config.model.threshold
+
+    def deliver(self, item: Frame, detections: Detections) -> None:
+        self._pipeline._emit(self._stream, item, detections)
+
+    def fail(self, item: Frame, error: BaseException) -> None:
+        log.warning("stream %s: frame %d not processed: %s", self.name, item.index, error)
+
+
+class Pipeline:
+    """A running analyzer: every stream of ``config`` through one detector.
+
+    Args:
+        config: The validated configuration.
+        load_detector: Builds the detector (called on the worker thread).
+    """
+
+    def __init__(self, config: Config, load_detector: Callable[[], Detector]) -> None:
+        self.config = config
+        self.wakeup = threading.Condition()
+        self.worker = DetectorWorker(
+            load_detector,
+            max_batch_size=config.model.max_batch_size,
+            max_batch_wait_ms=config.model.max_batch_wait_ms,
+            labels=config.model.labels,
+            on_batch=self._on_batch,
+            wakeup=self.wakeup,
+        )
+        self.streams: dict[str, StreamRuntime] = {}
+        self._frame_listeners: list[FrameListener] = []
+        self._detection_listeners: list[DetectionListener] = []
+        self._state_listeners: list[StateListener] = []
+        self._batch_listeners: list[Callable[[BatchStats], None]] = []
+        self._started = False
+        for source_config in config.sources:
+            self._add_stream(source_config)
+
+    def _add_stream(self, source_config: SourceConfig) -> StreamRuntime:
+        policy = DropPolicy(drop_policy(source_config))
+        queue: FrameQueue[Frame] = FrameQueue(source_config.queue_size, policy, self.wakeup)
+        capture = Capture(build_source(source_config), source_config, queue, self._on_state, self._on_frame)
+        stream = StreamRuntime(config=source_config, queue=queue, capture=capture)
+        record = self.config.recording_of(source_config)
+        if record is not None:
+            stream.recorder = Recorder(stream.id, recorder_settings(record, source_config))
+        self.streams[stream.id] = stream
+        return stream
+
+    # -- listeners -----------------------------------------------------------
+
+    def add_frame_listener(self, listener: FrameListener) -> None:
+        """``listener(frame)`` on the capture thread for every captured frame; must be quick."""
+        self._frame_listeners.append(listener)
+
+    def add_detection_listener(self, listener: DetectionListener) -> None:
+        """``listener(frame, detections, emitted_at)`` on the worker thread; must be quick."""
+        self._detection_listeners.append(listener)
+
+    def add_state_listener(self, listener: StateListener) -> None:
+        self._state_listeners.append(listener)
+
+    def add_batch_listener(self, listener: Callable[[BatchStats], None]) -> None:
+        self._batch_listeners.append(listener)
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.worker.start()
+        for stream in self.streams.values():
+            if stream.recorder is not None:
+                stream.recorder.start()
+            self.worker.add_lane(_StreamLane(self, stream))
+            stream.capture.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stops every thread; True if all joined within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        for stream in self.streams.values():
+            stream.capture.stop()
+        self.worker.stop()
+        joined = True
+        for stream in self.streams.values():
+            joined &= stream.capture.join(max(0.0, deadline - time.monotonic()))
+        joined &= self.worker.join(max(0.0, deadline - time.monotonic()))
+        for stream in self.streams.values():  # after capture: the encoder is flushed last
+            if stream.recorder is not None:
+                stream.recorder.stop()
+        for stream in self.streams.values():
+            if stream.recorder is not None:
+                joined &= stream.recorder.join(max(1.0, deadline - time.monotonic()))
+        if not joined:
+            log.error("some threads did not stop within %.1f s", timeout)
+        return joined
+
+    def __enter__(self) -> Pipeline:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- events --------------------------------------------------------------
+
+    def _on_frame(self, frame: Frame) -> None:
+        stream = self.streams.get(frame.stream_id)
+        if stream is not None and stream.recorder is not None:
+            stream.recorder.on_frame(frame)
+        for listener in self._frame_listeners:
+            try:
+                listener(frame)
+            except Exception:
+                log.exception("frame listener failed")
+
+    def _emit(self, stream: StreamRuntime, frame: Frame, detections: Detections) -> None:
+        emitted_at = time.time()
+        if stream.recorder is not None:
+            stream.recorder.on_detections(frame, detections, emitted_at)
+        stream.processed += 1
+        stream.processed_rate.tick()
+        stream.latency.add(emitted_at - frame.captured_at)
+        stream.last_frame = frame
+        stream.last_detections = detections
+        for listener in self._detection_listeners:
+            try:
+                listener(frame, detections, emitted_at)
+            except Exception:
+                log.exception("detection listener failed")
+
+    def _on_state(self, change: StateChange) -> None:
+        stream = self.streams.get(change.stream_id)
+        if stream is not None:
+            stream.state = change.state
+            stream.state_detail = change.detail
+        log.info("stream %s: %s%s", change.stream_id, change.state.value,
+                 f" ({change.detail})" if change.detail else "")
+        for listener in self._state_listeners:
+            try:
+                listener(change)
+            except Exception:
+                log.exception("state listener failed")
+
+    def _on_batch(self, stats: BatchStats) -> None:
+        for listener in self._batch_listeners:
+            listener(stats)
+
+    @property
+    def model_id(self) -> str:
+        """The served model id: the detector's once loaded, else the configured one."""
+        detector = self.worker.detector
+        if detector is not None:
+            return detector.model_id
+        return self.config.model.name or self.config.model.id
+
+    def message_for(self, frame: Frame, detections: Detections, emitted_at: float) -> dict[str, Any]:
+        return detections_message(frame, detections, self.model_id, emitted_at)
+
+    @staticmethod
+    def status_for(change: StateChange) -> dict[str, Any]:
+        return status_message(change.stream_id, change.state.value, change.at, change.detail)
+
+
+def recorder_settings(record: RecordConfig, source: SourceConfig) -> RecorderSettings:
+    """Recorder settings of one stream; the nominal rate is the source's when it has one."""
+    nominal_fps = getattr(source, "fps", None) or 25.0
+    return RecorderSettings(
+        directory=Path(record.dir),
+        segment_seconds=record.segment_seconds,
+        retention=Retention(
+            max_bytes=record.max_bytes,
+            max_age_s=None if record.max_age_hours is None else record.max_age_hours * 3600,
+        ),
+        encoder=record.encoder,
+        preset=record.preset,
+        queue_size=record.queue_size,
+        fps=float(nominal_fps),
+    )

@@ -1,0 +1,223 @@
+"""Recording a live stream's annotated video, one thread per stream.
+
+Every captured frame is drawn with the latest detections and encoded at the
+source's timestamps into segments of ``segment_seconds``. Encoding runs on the
+recorder's own thread behind a small drop-oldest queue: a slow encoder loses
+recording frames (counted), it never stalls capture or detection. Each
+segment has a JSON Lines sidecar with every processed frame's detections.
+A stop flushes the encoder, so the last segment is complete.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import orjson
+
+from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
+from ..records import Detections, Frame
+from ..render import draw_detections
+from ..serialize import to_hf_elements
+from .segments import PARTIAL, Retention, final_path, recover_partials, segment_stem
+from .writer import VideoWriter
+
+log = logging.getLogger(__name__)
+
+# A timestamp that jumps back, or ahead by more than this, starts a new
+# segment (a reconnected camera restarts its clock).
+MAX_PTS_GAP_S = 5.0
+
+
+class RecorderState(enum.Enum):
+    RECORDING = "recording"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    directory: Path
+    segment_seconds: float = 60.0
+    retention: Retention = Retention()
+    encoder: str = "libx264"
+    preset: str = "veryfast"
+    queue_size: int = 16
+    fps: float = 25.0
+
+
+class _Segment:
+    """The open segment: video writer, sidecar and the clock they share."""
+
+    def __init__(self, directory: Path, stream_id: str, frame: Frame, settings: RecorderSettings) -> None:
+        stem = segment_stem(stream_id, frame.captured_at)
+        self.partial = directory / f"{stem}{PARTIAL}"
+        self.sidecar_path = directory / f"{stem}.jsonl"
+        self.origin_pts = _timestamp(frame)
+        self.width, self.height = frame.width, frame.height
+        self.video = VideoWriter(
+            self.partial, frame.width, frame.height, settings.fps, encoder=settings.encoder, preset=settings.preset
+        )
+        self.sidecar: IO[bytes] = open(self.sidecar_path, "ab")  # noqa: SIM115 - closed in close()
+        self.last_pts = self.origin_pts
+
+    def offset(self, frame: Frame) -> float:
+        return _timestamp(frame) - self.origin_pts
+
+    def fits(self, frame: Frame, segment_seconds: float) -> bool:
+        pts = _timestamp(frame)
+        return (
+            (frame.width, frame.height) == (self.width, self.height)
+            and self.origin_pts <= pts < self.origin_pts + segment_seconds
+            and pts - self.last_pts < MAX_PTS_GAP_S
+        )
+
+    def close(self) -> Path:
+        try:
+            self.video.close()
+        finally:
+            self.sidecar.close()
+        target = final_path(self.partial)
+        self.partial.rename(target)
+        return target
+
+
+def _timestamp(frame: Frame) -> float:
+    return frame.pts if frame.pts is not None else frame.captured_at
+
+
+class Recorder:
+    """Records one stream. Feed it with ``on_frame`` and ``on_detections``.
+
+    Args:
+        stream_id: The stream recorded.
+        settings: Directory, segment length, retention, encoder.
+    """
+
+    def __init__(self, stream_id: str, settings: RecorderSettings) -> None:
+        self.stream_id = stream_id
+        self.settings = settings
+        self.directory = settings.directory / stream_id
+        self._frames: FrameQueue[Frame] = FrameQueue(settings.queue_size, DropPolicy.DROP_OLDEST)
+        self._latest = Detections.empty()
+        self._records: list[bytes] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name=f"record:{stream_id}")
+        self._segment: _Segment | None = None
+        self.state = RecorderState.RECORDING
+        self.error: str | None = None
+        self.frames_written = 0
+        self.segments_closed: list[Path] = []
+
+    @property
+    def frames_dropped(self) -> int:
+        return self._frames.dropped
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        recover_partials(self.directory)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._frames.close()
+
+    def join(self, timeout: float) -> bool:
+        if self._thread.ident is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # -- feeding (pipeline threads; quick) -------------------------------------
+
+    def on_frame(self, frame: Frame) -> None:
+        if self.state is RecorderState.RECORDING:
+            self._frames.put(frame)
+
+    def on_detections(self, frame: Frame, detections: Detections, emitted_at: float) -> None:
+        record = {"frame": frame.index, "pts": frame.pts, "captured_at": frame.captured_at,
+                  "detections": to_hf_elements(detections)}
+        with self._lock:
+            self._latest = detections
+            self._records.append(orjson.dumps(record) + b"\n")
+
+    # -- the thread ----------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                frame = self._next_frame()
+                if frame is None:
+                    break
+                self._write(frame)
+        except OSError as error:  # disk full, permissions: reported, never fatal to the pipeline
+            self.state = RecorderState.FAILED
+            self.error = f"recording {self.stream_id} failed: {error.strerror or error}"
+            log.error("%s", self.error)
+            self._abandon()
+            return
+        except Exception as error:
+            self.state = RecorderState.FAILED
+            self.error = f"recording {self.stream_id} failed: {error}"
+            log.exception("%s", self.error)
+            self._abandon()
+            return
+        self._close_segment()
+        self.state = RecorderState.STOPPED
+
+    def _next_frame(self) -> Frame | None:
+        while True:
+            try:
+                frame = self._frames.get_nowait()
+            except QueueClosed:
+                return None
+            if frame is not None:
+                return frame
+            with self._frames.wakeup:
+                if not len(self._frames) and not self._frames.closed:
+                    self._frames.wakeup.wait(0.5)
+
+    def _write(self, frame: Frame) -> None:
+        segment = self._segment
+        if segment is None or not segment.fits(frame, self.settings.segment_seconds):
+            self._close_segment()
+            segment = self._segment = _Segment(self.directory, self.stream_id, frame, self.settings)
+        with self._lock:
+            detections, records, self._records = self._latest, self._records, []
+        if records:
+            segment.sidecar.write(b"".join(records))
+            segment.sidecar.flush()
+        if segment.video.write(draw_detections(frame.image, detections), segment.offset(frame)):
+            segment.last_pts = _timestamp(frame)
+            self.frames_written += 1
+
+    def _close_segment(self) -> None:
+        segment, self._segment = self._segment, None
+        if segment is None:
+            return
+        closed = segment.close()
+        self.segments_closed.append(closed)
+        self.settings.retention.apply(self.directory)
+
+    def _abandon(self) -> None:
+        segment, self._segment = self._segment, None
+        if segment is not None:
+            try:
+                segment.close()
+            except Exception:  # the file system already failed us; keep what is on disk
+                log.warning("could not close segment %s cleanly", segment.partial.name)
+        # Let the pipeline's frames pass by without queueing.
+        self._frames.close()
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "state": self.state.value,
+            "error": self.error,
+            "frames_written": self.frames_written,
+            "frames_dropped": self.frames_dropped,
+            "directory": str(self.directory),
+        }
+

@@ -1,0 +1,42 @@
+"""What the HTTP and websocket handlers share, built once per server."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import ServerConfig
+from ..metrics import Metrics
+from ..pipeline import Pipeline, StreamRuntime
+from ..serialize import status_message
+from .auth import TokenCheck
+from .hub import Hub
+
+
+@dataclass(eq=False)
+class ServerContext:
+    """Objects every route needs: the pipeline and the network-side state."""
+
+    pipeline: Pipeline
+    config: ServerConfig
+    hub: Hub
+    metrics: Metrics
+    auth: TokenCheck
+
+    @classmethod
+    def create(cls, pipeline: Pipeline, config: ServerConfig) -> ServerContext:
+        metrics = Metrics(pipeline)
+        hub = Hub(config.client_queue_size, on_drop=metrics.ws_dropped.inc)
+        context = cls(pipeline=pipeline, config=config, hub=hub, metrics=metrics, auth=TokenCheck(config.tokens))
+        pipeline.add_detection_listener(
+            lambda frame, detections, emitted_at: hub.publish(
+                pipeline.message_for(frame, detections, emitted_at)
+            )
+        )
+        pipeline.add_state_listener(lambda change: hub.publish(pipeline.status_for(change)))
+        return context
+
+    def stream_status(self, stream: StreamRuntime) -> dict[str, Any]:
+        """The status message announcing ``stream``'s current state."""
+        return status_message(stream.id, stream.state.value, time.time(), stream.state_detail)

@@ -1,0 +1,68 @@
+"""Running the real server in-process on 127.0.0.1:0, and a websocket reader."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from websockets.sync.client import ClientConnection, connect
+
+from stream_detect.commands.run import bind_socket
+from stream_detect.config import ServerConfig
+from stream_detect.pipeline import Pipeline
+from stream_detect.server.app import create_app
+
+
+@contextlib.contextmanager
+def serving(pipeline: Pipeline, config: ServerConfig | None = None) -> Iterator[str]:
+    """Serves ``pipeline`` (starting and stopping it) and yields ``http://127.0.0.1:PORT``."""
+    config = config or ServerConfig(port=0)
+    app = create_app(pipeline, config)
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, ws="websockets-sansio", log_config=None, lifespan="on", timeout_graceful_shutdown=2)
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-server")
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    try:
+        assert server.started, "server did not start"
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+        assert not thread.is_alive(), "server did not stop"
+
+
+def ws_url(base: str, query: str = "") -> str:
+    return base.replace("http://", "ws://") + "/ws" + (f"?{query}" if query else "")
+
+
+def read_messages(
+    connection: ClientConnection, *, until: Any, timeout_s: float, max_messages: int = 100_000
+) -> list[dict[str, Any]]:
+    """Reads messages until ``until(messages)`` is true, bounded in time and count."""
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    while len(messages) < max_messages and time.monotonic() < deadline:
+        try:
+            raw = connection.recv(timeout=max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            break
+        messages.append(json.loads(raw))
+        if until(messages):
+            break
+    return messages
+
+
+def open_ws(base: str, query: str = "", **kwargs: Any) -> ClientConnection:
+    return connect(ws_url(base, query), open_timeout=10, max_size=2**22, **kwargs)

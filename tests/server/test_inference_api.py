@@ -1,0 +1,241 @@
+"""The Hugging Face Inference API endpoint, driven by real HF clients."""
+
+from __future__ import annotations
+
+import base64
+import io
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import httpx
+import numpy as np
+import pytest
+import requests
+from huggingface_hub import InferenceClient
+from huggingface_hub.errors import HfHubHTTPError
+from PIL import Image
+
+from stream_detect.config import ServerConfig, parse_config
+from stream_detect.detect.base import Detector
+from stream_detect.pipeline import Pipeline
+from stream_detect.records import Detections
+
+from .serving import serving
+
+
+class BrightnessDetector:
+    """One box per image around its pixels brighter than 128; score = their share.
+
+    Deterministic and image-dependent, so each answer can be checked exactly.
+    """
+
+    model_id = "acme/bright-detector"
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.batch_sizes: list[int] = []
+
+    def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Detections]:
+        self.batch_sizes.append(len(images))
+        time.sleep(self.delay_s)
+        return [expected_detections(image).filter(threshold) for image in images]
+
+    def close(self) -> None:
+        pass
+
+
+def expected_detections(image: np.ndarray) -> Detections:
+    bright = image.mean(axis=2) > 128
+    if not bright.any():
+        return Detections.empty()
+    ys, xs = np.nonzero(bright)
+    box = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    return Detections.from_lists([box], [float(bright.mean())], [1], ["bright"])
+
+
+def png_with_square(width: int, height: int, x0: int, y0: int, size: int) -> bytes:
+    image = np.zeros((height, width, 3), np.uint8)
+    image[y0 : y0 + size, x0 : x0 + size] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def expected_answer(width: int, height: int, x0: int, y0: int, size: int) -> list[dict]:
+    score = size * size / (width * height)
+    return [{"label": "bright", "score": pytest.approx(score, abs=1e-4),
+             "box": {"xmin": x0, "ymin": y0, "xmax": x0 + size, "ymax": y0 + size}}]
+
+
+@pytest.fixture
+def api_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, BrightnessDetector]]:
+    options = getattr(request, "param", {})
+    detector = BrightnessDetector(delay_s=options.get("delay_s", 0.0))
+    load: Callable[[], Detector] = lambda: detector  # noqa: E731
+    if options.get("load_s"):
+        def load() -> Detector:
+            time.sleep(options["load_s"])
+            return detector
+    config = parse_config({"model": {"id": "acme/bright-detector", "max_batch_size": 8, "max_batch_wait_ms": 20}})
+    server = ServerConfig(port=0, tokens=options.get("tokens", []), max_body_bytes=options.get("max_body", 2_000_000))
+    with serving(Pipeline(config, load), server) as base:
+        yield base, detector
+
+
+def wait_healthy(base: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
+            return
+        time.sleep(0.05)
+    raise AssertionError("model never became ready")
+
+
+@pytest.mark.timeout(60)
+def test_inference_client_object_detection(api_server: tuple[str, BrightnessDetector]) -> None:
+    base, _ = api_server
+    wait_healthy(base)
+    client = InferenceClient(base_url=base)
+    image = png_with_square(100, 80, 10, 5, 70)
+    result = client.object_detection(image)  # default threshold 0.5, as the HF pipeline
+    assert [r.label for r in result] == ["bright"]
+    assert (result[0].box.xmin, result[0].box.ymin, result[0].box.xmax, result[0].box.ymax) == (10, 5, 80, 75)
+    assert result[0].score == pytest.approx(4900 / 8000, abs=1e-4)
+    assert client.object_detection(image, threshold=0.7) == []
+    assert len(client.object_detection(image, threshold=0.01)) == 1
+    named = InferenceClient(model=f"{base}/models/acme/bright-detector")
+    assert len(named.object_detection(image, threshold=0.01)) == 1
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api_server", [{"tokens": ["hf_local_token"]}], indirect=True)
+def test_inference_client_with_and_without_token(api_server: tuple[str, BrightnessDetector]) -> None:
+    base, _ = api_server
+    wait_healthy(base)
+    image = png_with_square(64, 64, 0, 0, 32)
+    answer = InferenceClient(base_url=base, token="hf_local_token").object_detection(image, threshold=0.1)
+    assert [a.label for a in answer] == ["bright"]
+    with pytest.raises(HfHubHTTPError) as refused:
+        InferenceClient(base_url=base, token="hf_wrong").object_detection(image)
+    assert refused.value.response.status_code == 401
+    bare = requests.post(base, data=image, timeout=10)
+    assert bare.status_code == 401 and "error" in bare.json()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api_server", [{"tokens": ["hf_local_token"]}], indirect=True)
+def test_the_hf_page_snippets_work_unchanged(api_server: tuple[str, BrightnessDetector]) -> None:
+    base, _ = api_server
+    wait_healthy(base)
+    api_url = f"{base}/models/acme/bright-detector"
+    headers = {"Authorization": "Bearer hf_local_token"}
+    data = png_with_square(120, 80, 10, 5, 70)
+
+    def query(payload: bytes) -> list[dict]:
+        response = requests.post(api_url, headers={"Content-Type": "image/png", **headers}, data=payload)
+        return response.json()
+
+    assert query(data) == expected_answer(120, 80, 10, 5, 70)
+    as_json = {"inputs": base64.b64encode(data).decode(), "parameters": {"threshold": 0.1}}
+    assert requests.post(api_url, headers=headers, json=as_json, timeout=10).json() == expected_answer(
+        120, 80, 10, 5, 70
+    )
+    data_url = {"inputs": "data:image/png;base64," + base64.b64encode(data).decode()}
+    assert requests.post(f"{base}/", headers=headers, json=data_url, timeout=10).json() == expected_answer(
+        120, 80, 10, 5, 70
+    )
+
+
+@pytest.mark.timeout(60)
+def test_errors_are_4xx_json(api_server: tuple[str, BrightnessDetector]) -> None:
+    base, _ = api_server
+    wait_healthy(base)
+    image = png_with_square(32, 32, 0, 0, 8)
+    cases = [
+        (dict(content=b"{not json", headers={"content-type": "application/json"}), 400),
+        (dict(json={"inputs": "%%%notbase64"}), 400),
+        (dict(json={"inputs": "https://example.com/cat.jpg"}), 400),
+        (dict(json={"inputs": base64.b64encode(image).decode(), "parameters": {"threshold": "high"}}), 422),
+        (dict(json={"inputs": base64.b64encode(image).decode(), "parameters": {"threshold": 1.5}}), 422),
+        (dict(content=b"GIF89a-but-not-really"), 415),
+        (dict(content=b"plain text"), 415),
+        (dict(content=image[: len(image) // 2]), 400),
+        (dict(content=b""), 400),
+    ]
+    for kwargs, status in cases:
+        response = httpx.post(base, timeout=10, **kwargs)  # type: ignore[arg-type]
+        assert response.status_code == status, (kwargs, response.text)
+        assert "error" in response.json()
+    unknown = httpx.post(f"{base}/models/other/model", content=image, timeout=10)
+    assert unknown.status_code == 404 and "error" in unknown.json()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api_server", [{"max_body": 100_000}], indirect=True)
+def test_oversized_body_is_refused_before_it_is_read(api_server: tuple[str, BrightnessDetector]) -> None:
+    base, _ = api_server
+    port = int(base.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 500000000\r\n\r\n")
+        sock.sendall(b"\0" * 1000)  # far less than declared: an answer can only come from the header
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413")
+    streamed = httpx.post(base, content=iter([b"\0" * 60_000] * 3), timeout=10)
+    assert streamed.status_code == 413
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api_server", [{"load_s": 2.0}], indirect=True)
+def test_model_loading_answers_503_or_waits(api_server: tuple[str, BrightnessDetector]) -> None:
+    base, _ = api_server
+    image = png_with_square(32, 32, 0, 0, 30)
+    loading = httpx.post(base, content=image, timeout=10)
+    assert loading.status_code == 503
+    assert loading.json()["estimated_time"] > 0 and "error" in loading.json()
+    waited = httpx.post(base, content=image, headers={"x-wait-for-model": "true"}, timeout=20)
+    assert waited.status_code == 200 and waited.json()[0]["label"] == "bright"
+
+
+@pytest.mark.timeout(60)
+def test_cache_answers_repeated_requests(api_server: tuple[str, BrightnessDetector]) -> None:
+    base, detector = api_server
+    wait_healthy(base)
+    image = png_with_square(50, 50, 5, 5, 10)
+    first = httpx.post(base, content=image, timeout=10)
+    again = httpx.post(base, content=image, timeout=10)
+    bypass = httpx.post(base, content=image, headers={"x-use-cache": "false"}, timeout=10)
+    assert first.headers["x-cache"] == "miss" and again.headers["x-cache"] == "hit"
+    assert bypass.headers["x-cache"] == "miss"
+    assert first.json() == again.json() == bypass.json()
+    assert sum(detector.batch_sizes) == 2
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("api_server", [{"delay_s": 0.2}], indirect=True)
+def test_concurrent_clients_are_batched(api_server: tuple[str, BrightnessDetector]) -> None:
+    base, detector = api_server
+    wait_healthy(base)
+    results: dict[int, object] = {}
+
+    def client(i: int) -> None:
+        size = 4 + i
+        with httpx.Client(timeout=30) as http:
+            payload = {"inputs": base64.b64encode(png_with_square(64, 64, i, i, size)).decode(),
+                       "parameters": {"threshold": 0.001}}
+            response = http.post(base, json=payload, headers={"x-use-cache": "0"})
+            results[i] = (response.status_code, response.json(), size)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 16
+    for i, (status, answer, size) in results.items():  # type: ignore[misc]
+        assert status == 200
+        assert answer == expected_answer(64, 64, i, i, size)
+    metrics = httpx.get(f"{base}/metrics", timeout=5).text
+    assert max(detector.batch_sizes) > 1
+    assert "stream_detect_batch_size_bucket" in metrics
