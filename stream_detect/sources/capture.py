@@ -138,6 +138,10 @@ class Capture:
     def stream_id(self) -> str:
         return self.config.id
 
+    @property
+    def thread_name(self) -> str:
+        return self._thread.name
+
     def start(self) -> None:
         self._thread.start()
 
