@@ -46,7 +46,7 @@ class Style:
     @classmethod
     def for_frame(cls, width: int, height: int) -> Style:
         short = min(width, height)
-        thickness = max(1, round(short / 270))
+        thickness = max(2, round(short / 240))
         font_scale = max(0.3, short / 900)
         return cls(thickness, font_scale, max(1, round(font_scale * 1.6)), max(1, round(short / 240)))
 

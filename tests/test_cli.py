@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,15 +29,22 @@ SCHEMA = json.loads((REPO / "stream_detect" / "schema" / "messages.schema.json")
 
 @contextmanager
 def running(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Starts ``stream-detect run ... --port 0`` and yields (process, base URL)."""
+    """Starts ``stream-detect run ... --port 0`` and yields (process, base URL).
+
+    stderr goes to a temporary file (``process.stderr_path``): a pipe nobody
+    reads would fill up and block the server's logging.
+    """
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "stream_detect", "run", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **(env or {})},
     )
+    process.stderr_path = Path(log.name)  # type: ignore[attr-defined]
+    log.close()
     try:
         assert process.stdout is not None
         line = process.stdout.readline()
-        assert "serving on" in line, f"no serving line: {line!r}; stderr: {process.stderr.read() if process.poll() is not None else ''}"  # noqa: E501
+        assert "serving on" in line, f"no serving line: {line!r}; stderr: {Path(log.name).read_text()[-2000:]}"
         base = line.strip().rsplit(" ", 1)[1]
         yield process, base
     finally:
@@ -114,8 +122,7 @@ def test_sigterm_stops_everything_within_5_seconds(tiny_detr_dir: Path) -> None:
     assert elapsed < 5, f"took {elapsed:.1f} s to stop"
     # uvicorn re-raises the signal after its graceful shutdown, as a service manager expects.
     assert code in (0, -signal.SIGTERM)
-    assert process.stderr is not None
-    stderr = process.stderr.read()
+    stderr = process.stderr_path.read_text()  # type: ignore[attr-defined]
     assert "did not stop" not in stderr and "Traceback" not in stderr
 
 

@@ -64,15 +64,22 @@ class VideoWriter:
         self.path = path
         self.width = width
         self.height = height
-        options = {"movflags": FRAGMENTED, "flush_packets": "1"} if fragmented else {"movflags": "+faststart"}
-        self._container: Any = av.open(str(path), "w", format="mp4", options=options)
+        muxer = {"movflags": FRAGMENTED, "flush_packets": "1"} if fragmented else {"movflags": "+faststart"}
+        self._container: Any = av.open(str(path), "w", format="mp4", options=muxer)
         rate = fractions.Fraction(rate).limit_denominator(1001)
         codec = pick_encoder(encoder)
         stream: Any = self._container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.time_base = TIME_BASE
         gop = keyframe_interval or max(1, round(float(rate)))
-        stream.options = {"g": str(gop), **({"preset": preset} if codec == "libx264" else {})}
+        options = {"g": str(gop)}
+        if codec == "libx264":
+            options["preset"] = preset
+            if fragmented:
+                # No lookahead or B-frames: the encoder holds no frames back, so a
+                # crash loses only what is past the last fragment.
+                options["tune"] = "zerolatency"
+        stream.options = options
         self._stream = stream
         self._audio: Any = None
         if audio_template is not None:

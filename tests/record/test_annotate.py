@@ -1,0 +1,50 @@
+"""``stream-detect annotate``: every frame, same size, rate and audio, checked with ffprobe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from ..ffprobe import needs_ffprobe, probe, video_stream
+from ..media import write_h264
+
+
+@needs_ffprobe
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("audio", [True, False])
+def test_annotate_keeps_every_frame_and_the_audio(tmp_path: Path, tiny_detr_dir: Path, audio: bool) -> None:
+    source = write_h264(tmp_path / "in.mp4", frames=75, width=320, height=240, rate=25, audio=audio)
+    output, sidecar = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    result = subprocess.run(
+        [sys.executable, "-m", "stream_detect", "annotate", str(source), "--output", str(output),
+         "--jsonl", str(sidecar), "--model", str(tiny_detr_dir), "--threshold", "0.01"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stderr
+    before, after = probe(source), probe(output)
+    video_in, video_out = video_stream(before), video_stream(after)
+    assert int(video_out["nb_read_frames"]) == int(video_in["nb_read_frames"]) == 75
+    assert (video_out["width"], video_out["height"]) == (320, 240)
+    assert Fraction(video_out["r_frame_rate"]) == Fraction(video_in["r_frame_rate"]) == 25
+    assert abs(float(after["format"]["duration"]) - float(before["format"]["duration"])) < 0.1
+    kinds = sorted(s["codec_type"] for s in after["streams"])
+    assert kinds == (["audio", "video"] if audio else ["video"])
+    lines = [json.loads(line) for line in sidecar.read_text().splitlines()]
+    assert [line["frame"] for line in lines] == list(range(75))
+    assert all(d["label"] in {"circle", "square", "triangle"} for line in lines for d in line["detections"])
+    assert "Traceback" not in result.stderr
+
+
+def test_annotate_missing_input_is_one_line(tmp_path: Path, tiny_detr_dir: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stream_detect", "annotate", str(tmp_path / "nope.mp4"), "--output",
+         str(tmp_path / "o.mp4"), "--model", str(tiny_detr_dir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "nope.mp4" in result.stderr
