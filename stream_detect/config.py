@@ -176,6 +176,8 @@ class ServerConfig(_Strict):
     api_cache_size: int = Field(256, ge=0, le=100_000, description="Answers kept for x-use-cache; 0 disables.")
     api_queue_size: int = Field(64, ge=1, le=10_000, description="Inference requests waiting at most; more get 503.")
     request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Longest wait for the detector per request.")
+    preview_fps: float = Field(15.0, gt=0, le=60, description="Frame rate cap of the live MJPEG preview.")
+    jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of previews and snapshots.")
 
 
 class Config(_Strict):

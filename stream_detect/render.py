@@ -9,7 +9,6 @@ box touches an edge.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 
@@ -29,9 +28,15 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def label_colour(label: str) -> tuple[int, int, int]:
-    """The RGB colour of ``label``: stable across runs and processes."""
-    digest = hashlib.blake2b(label.encode("utf-8"), digest_size=4).digest()
-    return PALETTE[int.from_bytes(digest, "big") % len(PALETTE)]
+    """The RGB colour of ``label``: stable across runs and processes.
+
+    FNV-1a over the UTF-8 bytes picks the palette entry; the dashboard's
+    script computes the same, so list swatches match the boxes.
+    """
+    value = 0x811C9DC5
+    for byte in label.encode("utf-8"):
+        value = ((value ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return PALETTE[value % len(PALETTE)]
 
 
 @dataclass(frozen=True)

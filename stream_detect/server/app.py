@@ -18,7 +18,9 @@ from ..detect.worker import WorkerState
 from ..metrics import CONTENT_TYPE
 from ..pipeline import Pipeline
 from .context import ServerContext
+from .dashboard import install_dashboard
 from .inference_api import install_inference_api
+from .preview import install_preview
 from .websocket import websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ def create_app(pipeline: Pipeline, config: ServerConfig) -> FastAPI:
     app.add_middleware(TokenMiddleware, context=context)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     install_inference_api(app, context)
+    install_preview(app, context)
+    install_dashboard(app)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

@@ -1,0 +1,184 @@
+"""Live annotated preview: MJPEG streams and snapshots.
+
+Every captured frame is remembered (a reference, on the capture thread);
+while someone watches, one encoder task per stream draws the latest detections
+on the newest frame and encodes it to JPEG at most ``preview_fps`` times a
+second. Viewers share that JPEG: three viewers cost the same encodes as one,
+and with no viewer nothing is encoded. Drawing and encoding run in a worker
+thread (OpenCV releases the GIL) so the event loop stays responsive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import Counter, Gauge
+
+from ..pipeline import StreamRuntime
+from ..records import Frame
+from ..render import draw_detections
+from .context import ServerContext
+
+BOUNDARY = "frame"
+
+
+@dataclass(frozen=True, slots=True)
+class Jpeg:
+    data: bytes
+    frame_index: int
+    sequence: int
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buffer.tobytes()
+
+
+class StreamPreview:
+    """The shared annotated JPEG of one stream."""
+
+    def __init__(self, stream: StreamRuntime, fps: float, quality: int, encodes: Counter) -> None:
+        self.stream = stream
+        self.interval = 1.0 / fps
+        self.quality = quality
+        self._encodes = encodes.labels(stream=stream.id)
+        self.latest_frame: Frame | None = None  # written by the capture thread
+        self.viewers = 0
+        self.jpeg: Jpeg | None = None
+        self._sequence = 0
+        self._published = asyncio.Event()  # replaced by a fresh one at every new JPEG
+        self._task: asyncio.Task[None] | None = None
+
+    def annotate(self, frame: Frame) -> np.ndarray:
+        stream = self.stream
+        return draw_detections(frame.image, stream.last_detections, stream_name=stream.id, clock=frame.captured_at,
+                               fps=stream.processed_rate.rate())
+
+    async def _encode(self, frame: Frame) -> bytes:
+        def work() -> bytes:
+            return encode_jpeg(self.annotate(frame), self.quality)
+
+        data = await asyncio.to_thread(work)
+        self._encodes.inc()
+        return data
+
+    async def _run(self) -> None:
+        last_index = -1
+        while self.viewers > 0:
+            started = time.monotonic()
+            frame = self.latest_frame
+            if frame is not None and frame.index != last_index:
+                data = await self._encode(frame)
+                last_index = frame.index
+                # Numbered per stream, not per task: viewers compare across encoder restarts.
+                self._sequence += 1
+                self.jpeg = Jpeg(data, frame.index, self._sequence)
+                published, self._published = self._published, asyncio.Event()
+                published.set()
+            await asyncio.sleep(max(0.005, self.interval - (time.monotonic() - started)))
+
+    @contextlib.asynccontextmanager
+    async def watching(self) -> AsyncIterator[None]:
+        """Counts a viewer for the duration; starts the encoder for the first one."""
+        self.viewers += 1
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name=f"preview:{self.stream.id}")
+        try:
+            yield
+        finally:
+            self.viewers -= 1
+
+    async def next_jpeg(self, after: int, timeout: float) -> Jpeg | None:
+        """The first JPEG newer than sequence ``after``, or None after ``timeout`` seconds."""
+        if self.jpeg is None or self.jpeg.sequence <= after:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._published.wait(), timeout)
+        return self.jpeg if self.jpeg is not None and self.jpeg.sequence > after else None
+
+    async def snapshot(self, raw: bool) -> bytes | None:
+        frame = self.latest_frame
+        if frame is None:
+            return None
+        if raw:
+            return await asyncio.to_thread(encode_jpeg, frame.image, self.quality)
+        if self.jpeg is not None and self.jpeg.frame_index == frame.index:
+            return self.jpeg.data
+        return await self._encode(frame)
+
+
+class Previews:
+    """Previews of every stream, fed by the pipeline's frame listener."""
+
+    def __init__(self, context: ServerContext) -> None:
+        config = context.config
+        registry = context.metrics.registry
+        self.encodes = Counter("stream_detect_preview_jpeg_encodes", "JPEG frames encoded for the live preview.",
+                               ["stream"], registry=registry)
+        self.viewers = Gauge("stream_detect_preview_viewers", "Clients watching a live preview.", ["stream"],
+                             registry=registry)
+        self.by_stream = {
+            stream_id: StreamPreview(stream, config.preview_fps, config.jpeg_quality, self.encodes)
+            for stream_id, stream in context.pipeline.streams.items()
+        }
+        for stream_id, preview in self.by_stream.items():
+            self.viewers.labels(stream=stream_id).set_function(lambda p=preview: p.viewers)
+        context.pipeline.add_frame_listener(self.on_frame)
+
+    def on_frame(self, frame: Frame) -> None:
+        preview = self.by_stream.get(frame.stream_id)
+        if preview is not None:
+            preview.latest_frame = frame
+
+
+def _unknown(stream_id: str) -> JSONResponse:
+    return JSONResponse({"error": f"no stream {stream_id[:100]!r}"}, status_code=404)
+
+
+def install_preview(app: FastAPI, context: ServerContext) -> Previews:
+    """Adds the MJPEG and snapshot routes."""
+    previews = Previews(context)
+
+    @app.get("/streams/{stream_id}/mjpeg", tags=["streams"], response_model=None)
+    async def mjpeg(stream_id: str) -> Response:
+        """The annotated stream as multipart MJPEG."""
+        preview = previews.by_stream.get(stream_id)
+        if preview is None:
+            return _unknown(stream_id)
+
+        async def parts() -> AsyncIterator[bytes]:
+            # Starlette cancels this generator when the viewer disconnects.
+            async with preview.watching():
+                sequence = 0
+                while True:
+                    jpeg = await preview.next_jpeg(sequence, timeout=1.0)
+                    if jpeg is None:
+                        continue
+                    sequence = jpeg.sequence
+                    yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg.data)}\r\n\r\n"
+                           .encode() + jpeg.data + b"\r\n")
+
+        return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                                 headers={"Cache-Control": "no-store"})
+
+    @app.get("/streams/{stream_id}/snapshot.jpg", tags=["streams"], response_model=None)
+    async def snapshot(stream_id: str, raw: bool = False) -> Response:
+        """The latest frame as JPEG, annotated unless ``raw=1``."""
+        preview = previews.by_stream.get(stream_id)
+        if preview is None:
+            return _unknown(stream_id)
+        data = await preview.snapshot(raw)
+        if data is None:
+            return JSONResponse({"error": f"stream {stream_id!r} has no frame yet"}, status_code=503)
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+    return previews
