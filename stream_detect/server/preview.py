@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import cv2
@@ -131,13 +131,17 @@ class Previews:
             for stream_id, stream in context.pipeline.streams.items()
         }
         for stream_id, preview in self.by_stream.items():
-            self.viewers.labels(stream=stream_id).set_function(lambda p=preview: p.viewers)
+            self.viewers.labels(stream=stream_id).set_function(_viewer_count(preview))
         context.pipeline.add_frame_listener(self.on_frame)
 
     def on_frame(self, frame: Frame) -> None:
         preview = self.by_stream.get(frame.stream_id)
         if preview is not None:
             preview.latest_frame = frame
+
+
+def _viewer_count(preview: StreamPreview) -> Callable[[], float]:
+    return lambda: float(preview.viewers)
 
 
 def _unknown(stream_id: str) -> JSONResponse:
