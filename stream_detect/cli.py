@@ -62,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--config", help="YAML configuration file (its model section is used)")
     _model_options(annotate)
 
+    demo = commands.add_parser("demo", help="offline demo: synthetic camera, bundled model, dashboard")
+    _model_options(demo)
+    _serve_options(demo)
+
     detect = commands.add_parser("detect", help="print the detections of images as JSON")
     detect.add_argument("images", nargs="+", metavar="IMAGE")
     detect.add_argument("--config", help="YAML configuration file (its model section is used)")
@@ -111,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .commands.run import run
 
             return run(config)
+        if args.command == "demo":
+            from .commands.demo import demo_config
+            from .commands.run import run
+
+            return run(demo_config(config, config.model.model_dump(exclude_unset=True)))
         if args.command == "detect":
             from .commands.detect import detect
 

@@ -26,10 +26,20 @@ from .device import Device, resolve_device
 log = logging.getLogger(__name__)
 
 
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "models" / "demo"
+
+
+def model_source(model_id: str) -> str:
+    """Where ``from_pretrained`` loads ``model_id`` from: ``demo`` is the bundled demo model."""
+    return str(DEMO_MODEL) if model_id == "demo" else model_id
+
+
 def served_model_id(config: ModelConfig) -> str:
     """The id the model is served and reported under: ``name``, the hub id, or the directory's name."""
     if config.name:
         return config.name
+    if config.id == "demo":
+        return "stream-detect/demo"
     path = Path(config.id).expanduser()
     if path.is_dir():
         return path.resolve().name
@@ -71,7 +81,7 @@ class HFDetector:
         from transformers import AutoImageProcessor, AutoModelForObjectDetection
 
         device = resolve_device(config.device)
-        source = config.id
+        source = model_source(config.id)
         path = Path(source).expanduser()
         if path.exists() and not path.is_dir():
             raise ModelError(f"cannot load model {source!r}: not a directory")
