@@ -57,7 +57,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, IndexError, KeyError,
             ZeroDivisionError, MemoryError, struct.error) as error:
         raise InputError(f"cannot decode image: {type(error).__name__}: {error}") from None
-    return np.ascontiguousarray(np.asarray(rgb, dtype=np.uint8))
+    return np.array(rgb, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
 
 
 def decode_image_file(path: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -238,4 +239,36 @@ def test_concurrent_clients_are_batched(api_server: tuple[str, BrightnessDetecto
         assert answer == expected_answer(64, 64, i, i, size)
     metrics = httpx.get(f"{base}/metrics", timeout=5).text
     assert max(detector.batch_sizes) > 1
-    assert "stream_detect_batch_size_bucket" in metrics
+    buckets = {line.split('le="')[1].split('"')[0]: float(line.split()[-1])
+               for line in metrics.splitlines() if line.startswith("stream_detect_batch_size_bucket")}
+    assert buckets["+Inf"] > buckets["1.0"], "the worker's metrics show batches larger than 1"
+    openapi = httpx.get(f"{base}/openapi.json", timeout=5).json()
+    assert "/models/{model_id}" in openapi["paths"] and "/" in openapi["paths"]
+
+
+@pytest.mark.timeout(300)
+def test_answers_equal_the_transformers_pipeline(trained_detr_dir: Path) -> None:
+    from transformers import pipeline as hf_pipeline
+
+    from stream_detect.detect import load_detector
+
+    from ..checkpoints import draw_scene
+    from ..detect.test_hf_detector import assert_same_detections
+
+    config = parse_config({"model": {"id": str(trained_detr_dir), "device": "cpu"}})
+    reference = hf_pipeline("object-detection", model=str(trained_detr_dir), device="cpu")
+    rng = np.random.default_rng(21)
+    with serving(Pipeline(config, lambda: load_detector(config.model))) as base:
+        wait_healthy(base)
+        client = InferenceClient(base_url=f"{base}/models/{trained_detr_dir.name}")
+        compared = 0
+        for _ in range(3):
+            image, _ = draw_scene(rng)
+            buffer = io.BytesIO()
+            Image.fromarray(image).resize((320, 240)).save(buffer, format="PNG")
+            ours = [e.__dict__ | {"box": e.box.__dict__} for e in client.object_detection(buffer.getvalue(),
+                                                                                          threshold=0.05)]
+            theirs = reference(Image.open(io.BytesIO(buffer.getvalue())), threshold=0.05)
+            assert_same_detections(ours, theirs)
+            compared += len(theirs)
+    assert compared > 0
