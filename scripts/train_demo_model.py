@@ -34,6 +34,37 @@ MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
+def trainable_backbone(model: torch.nn.Module) -> torch.nn.Module:
+    """Makes DETR's backbone trainable from scratch.
+
+    transformers builds DETR for fine-tuning a pretrained backbone: batch norms
+    become frozen affine maps and the backbone's weights are frozen (with a
+    transformers ResNet, all of them). Here the backbone starts from random
+    weights, so its batch norms must normalise and learn: they are swapped for
+    real ``BatchNorm2d`` while training (see :func:`frozen_copy`).
+    """
+    from transformers.models.detr.modeling_detr import DetrFrozenBatchNorm2d
+
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, DetrFrozenBatchNorm2d):
+                setattr(module, name, torch.nn.BatchNorm2d(child.weight.numel()))
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return model
+
+
+def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy in the architecture transformers loads: batch norms folded into frozen ones."""
+    import copy
+
+    from transformers.models.detr.modeling_detr import replace_batch_norm
+
+    frozen = copy.deepcopy(model).eval()
+    replace_batch_norm(frozen)
+    return frozen
+
+
 def build_model(seed: int) -> torch.nn.Module:
     from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
 
@@ -48,7 +79,7 @@ def build_model(seed: int) -> torch.nn.Module:
         encoder_ffn_dim=256, decoder_ffn_dim=256, num_queries=20, auxiliary_loss=True, dropout=0.0,
         id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
     )
-    return DetrForObjectDetection(config)
+    return trainable_backbone(DetrForObjectDetection(config))
 
 
 class SceneBank:
@@ -122,7 +153,7 @@ def evaluate(model: torch.nn.Module, processor: object, frames: int, seed: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=16_000)
+    parser.add_argument("--steps", type=int, default=14_000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)
@@ -155,7 +186,7 @@ def main() -> None:
             scores = evaluate(model, processor, 60, seed=10_000 + args.seed)
             history.append({"step": step + 1, "minutes": round((time.monotonic() - started) / 60, 1), **scores})
             print(json.dumps(history[-1]), flush=True)
-            model.save_pretrained(args.out)
+            frozen_copy(model).save_pretrained(args.out)
             processor.save_pretrained(args.out)
     (args.out / "training.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
                                                         "history": history}, indent=2))
