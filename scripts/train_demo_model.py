@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 
+from stream_detect.detect.detr_training import frozen_copy, trainable_backbone
 from stream_detect.evaluation import Truth, mean_average_precision
 from stream_detect.records import Detections
 from stream_detect.sources.synthetic import LABELS, SyntheticScene
@@ -32,37 +33,6 @@ INPUT_SIZES = ((341, 192), (256, 192))  # 16:9 and 4:3 at the processor's shorte
 RENDER_SIZES = {(341, 192): ((640, 360), (480, 270), (960, 540)), (256, 192): ((640, 480), (320, 240))}
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
-
-
-def trainable_backbone(model: torch.nn.Module) -> torch.nn.Module:
-    """Makes DETR's backbone trainable from scratch.
-
-    transformers builds DETR for fine-tuning a pretrained backbone: batch norms
-    become frozen affine maps and the backbone's weights are frozen (with a
-    transformers ResNet, all of them). Here the backbone starts from random
-    weights, so its batch norms must normalise and learn: they are swapped for
-    real ``BatchNorm2d`` while training (see :func:`frozen_copy`).
-    """
-    from transformers.models.detr.modeling_detr import DetrFrozenBatchNorm2d
-
-    for module in list(model.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, DetrFrozenBatchNorm2d):
-                setattr(module, name, torch.nn.BatchNorm2d(child.weight.numel()))
-    for parameter in model.parameters():
-        parameter.requires_grad_(True)
-    return model
-
-
-def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy in the architecture transformers loads: batch norms folded into frozen ones."""
-    import copy
-
-    from transformers.models.detr.modeling_detr import replace_batch_norm
-
-    frozen = copy.deepcopy(model).eval()
-    replace_batch_norm(frozen)
-    return frozen
 
 
 def build_model(seed: int) -> torch.nn.Module:

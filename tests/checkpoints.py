@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import torch
 
+from stream_detect.detect.detr_training import frozen_copy, trainable_backbone
+
 LABELS = ("circle", "square", "triangle")
 TRAIN_SIZE = 160
 
@@ -58,7 +60,7 @@ def draw_scene(rng: np.random.Generator, size: int = TRAIN_SIZE) -> tuple[np.nda
     return image, objects
 
 
-def _train(model: torch.nn.Module, steps: int, seed: int) -> None:
+def _train(model: torch.nn.Module, steps: int, seed: int) -> torch.nn.Module:
     rng = np.random.default_rng(seed)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -81,7 +83,7 @@ def _train(model: torch.nn.Module, steps: int, seed: int) -> None:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
         optimizer.step()
-    model.eval()
+    return model.eval()
 
 
 def build_tiny_detr(
@@ -98,7 +100,7 @@ def build_tiny_detr(
     torch.manual_seed(seed)
     model = DetrForObjectDetection(_config(labels, use_timm_backbone))
     if train_steps:
-        _train(model, train_steps, seed)
+        model = frozen_copy(_train(trainable_backbone(model), train_steps, seed))
     path.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(path)
     DetrImageProcessor(size={"shortest_edge": TRAIN_SIZE, "longest_edge": 256}).save_pretrained(path)

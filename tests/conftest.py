@@ -8,7 +8,7 @@ import pytest
 
 from .checkpoints import build_tiny_detr
 
-TRAIN_STEPS = 600
+TRAIN_STEPS = 400
 
 
 @pytest.fixture(scope="session")
