@@ -1,4 +1,4 @@
-"""Trains the bundled demo detector: a small DETR on the synthetic camera's scenes.
+"""Trains the bundled demo detector: a small Conditional DETR on the synthetic camera's scenes.
 
 Reproducible (seeded) and CPU-only; saves a Hugging Face checkpoint (config,
 safetensors, preprocessor config, id2label circle/square/triangle) that loads
@@ -36,20 +36,27 @@ STD = np.array([0.229, 0.224, 0.225], np.float32)
 
 
 def build_model(seed: int) -> torch.nn.Module:
-    from transformers import DetrConfig, DetrForObjectDetection, ResNetConfig
+    """Conditional DETR, the DETR family member that converges in the time budget.
+
+    Plain DETR with the same backbone and sizes stayed at mAP@0.5 < 0.01 after
+    2,000 steps (9 minutes here), its loss on the plateau DETR is known for
+    (the paper trains 500 epochs); Conditional DETR's conditional spatial
+    queries are reported to converge 6.7-10x faster (Meng et al., 2021).
+    """
+    from transformers import ConditionalDetrConfig, ConditionalDetrForObjectDetection, ResNetConfig
 
     torch.manual_seed(seed)
     backbone = ResNetConfig(
         embedding_size=32, hidden_sizes=[32, 64, 128, 256], depths=[1, 1, 2, 1], layer_type="basic",
         out_features=["stage4"],
     )
-    config = DetrConfig(
+    config = ConditionalDetrConfig(
         backbone_config=backbone, use_timm_backbone=False, use_pretrained_backbone=False,
         d_model=128, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4, decoder_attention_heads=4,
         encoder_ffn_dim=256, decoder_ffn_dim=256, num_queries=20, auxiliary_loss=True, dropout=0.0,
         id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
     )
-    return trainable_backbone(DetrForObjectDetection(config))
+    return trainable_backbone(ConditionalDetrForObjectDetection(config))
 
 
 class SceneBank:
@@ -123,19 +130,19 @@ def evaluate(model: torch.nn.Module, processor: object, frames: int, seed: int) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=14_000)
+    parser.add_argument("--steps", type=int, default=11_000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=2_000)
     args = parser.parse_args()
 
-    from transformers import DetrImageProcessor
+    from transformers import ConditionalDetrImageProcessor
 
     torch.manual_seed(args.seed)
     bank = SceneBank(args.seed)
     model = build_model(args.seed)
-    processor = DetrImageProcessor(size={"shortest_edge": SHORT_EDGE, "longest_edge": INPUT_SIZES[0][0]})
+    processor = ConditionalDetrImageProcessor(size={"shortest_edge": SHORT_EDGE, "longest_edge": INPUT_SIZES[0][0]})
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     model.train()
     started = time.monotonic()

@@ -12,17 +12,20 @@ checkpoint is an ordinary ``DetrForObjectDetection``.
 from __future__ import annotations
 
 import copy
+import importlib
 
 import torch
 
 
 def trainable_backbone(model: torch.nn.Module) -> torch.nn.Module:
-    """Unfreezes every parameter and gives the backbone learning batch norms (in place)."""
-    from transformers.models.detr.modeling_detr import DetrFrozenBatchNorm2d
+    """Unfreezes every parameter and gives the backbone learning batch norms (in place).
 
+    Works for DETR and its relatives (Conditional DETR, ...), whose modules
+    each define their own ``*FrozenBatchNorm2d``.
+    """
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if isinstance(child, DetrFrozenBatchNorm2d):
+            if type(child).__name__.endswith("FrozenBatchNorm2d"):
                 setattr(module, name, torch.nn.BatchNorm2d(child.weight.numel()))
     for parameter in model.parameters():
         parameter.requires_grad_(True)
@@ -31,8 +34,7 @@ def trainable_backbone(model: torch.nn.Module) -> torch.nn.Module:
 
 def frozen_copy(model: torch.nn.Module) -> torch.nn.Module:
     """A copy in the architecture transformers loads, batch norms folded into frozen ones."""
-    from transformers.models.detr.modeling_detr import replace_batch_norm
-
+    modeling = importlib.import_module(type(model).__module__)
     frozen = copy.deepcopy(model).eval()
-    replace_batch_norm(frozen)
+    modeling.replace_batch_norm(frozen)
     return frozen

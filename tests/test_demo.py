@@ -1,0 +1,146 @@
+"""The bundled demo model and ``stream-detect demo``: accuracy with known ground truth, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from websockets.sync.client import connect
+
+from stream_detect.config import ModelConfig
+from stream_detect.detect.hf import DEMO_MODEL, HFDetector
+from stream_detect.evaluation import Truth, mean_average_precision, precision_recall
+from stream_detect.records import Detections
+from stream_detect.sources.synthetic import SyntheticScene
+
+pytestmark = pytest.mark.skipif(not (DEMO_MODEL / "config.json").exists(), reason="the demo model is not built")
+
+
+@pytest.fixture(scope="module")
+def demo_detector() -> HFDetector:
+    return HFDetector.load(ModelConfig(id="demo", device="cpu"))
+
+
+def test_demo_model_ships_in_hugging_face_format() -> None:
+    config = json.loads((DEMO_MODEL / "config.json").read_text())
+    assert config["architectures"] == ["ConditionalDetrForObjectDetection"]  # see scripts/train_demo_model.py
+    assert set(config["id2label"].values()) == {"circle", "square", "triangle"}
+    assert (DEMO_MODEL / "model.safetensors").exists() and (DEMO_MODEL / "preprocessor_config.json").exists()
+    size = sum(p.stat().st_size for p in DEMO_MODEL.iterdir())
+    assert size <= 15 * 2**20
+
+
+@pytest.mark.timeout(600)
+def test_map_on_held_out_frames(demo_detector: HFDetector) -> None:
+    scene = SyntheticScene(640, 360, seed=424_242)  # a seed training never used
+    detections: list[Detections] = []
+    truths: list[list[Truth]] = []
+    for _ in range(200):
+        for _ in range(5):
+            scene.step()
+        image, truth = scene.render()
+        truths.append([Truth(t.label, t.box) for t in truth])
+        detections.extend(demo_detector.detect([image], 0.05))
+    scores = mean_average_precision(detections, truths, iou_threshold=0.5)
+    assert scores["mAP"] >= 0.9, scores
+
+
+def other_scene(rng: np.random.Generator, width: int = 640, height: int = 480) -> tuple[np.ndarray, list[Truth]]:
+    """Shapes drawn with plain OpenCV calls, not the synthetic camera's code."""
+    if rng.random() < 0.5:  # photo-like: smooth light and shade
+        low = rng.integers(30, 200, (6, 8, 3)).astype(np.uint8)
+        image = cv2.GaussianBlur(cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC), (0, 0), 15)
+    else:
+        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    truths: list[Truth] = []
+    taken: list[tuple[int, int, int, int]] = []
+    for _ in range(int(rng.integers(1, 5))):
+        size = int(rng.uniform(0.05, 0.40) * min(width, height))
+        for _attempt in range(20):
+            x0, y0 = int(rng.integers(0, width - size)), int(rng.integers(0, height - size))
+            box = (x0, y0, x0 + size, y0 + size)
+            if all(box[2] < t[0] or box[0] > t[2] or box[3] < t[1] or box[1] > t[3] for t in taken):
+                break
+        else:
+            continue
+        taken.append(box)
+        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        thickness = -1 if rng.random() < 0.6 else max(2, size // 15)
+        kind = int(rng.integers(3))
+        if kind == 0:
+            cv2.circle(image, (x0 + size // 2, y0 + size // 2), size // 2, colour, thickness)
+            label = "circle"
+        elif kind == 1:
+            cv2.rectangle(image, (x0, y0), (x0 + size, y0 + size), colour, thickness)
+            label = "square"
+        else:
+            points = np.array([[x0 + size // 2, y0], [x0, y0 + size], [x0 + size, y0 + size]], np.int32)
+            if thickness < 0:
+                cv2.fillPoly(image, [points], colour)
+            else:
+                cv2.polylines(image, [points], True, colour, thickness)
+            label = "triangle"
+        truths.append(Truth(label, (float(x0), float(y0), float(x0 + size), float(y0 + size))))
+    return image, truths
+
+
+@pytest.mark.timeout(600)
+def test_finds_shapes_drawn_by_other_code(demo_detector: HFDetector) -> None:
+    rng = np.random.default_rng(7)
+    detections, truths = [], []
+    for _ in range(100):
+        image, truth = other_scene(rng)
+        truths.append(truth)
+        detections.extend(demo_detector.detect([image], 0.5))
+    precision, recall = precision_recall(detections, truths, iou_threshold=0.5)
+    assert precision >= 0.8 and recall >= 0.8, (precision, recall)
+
+
+@pytest.mark.timeout(120)
+def test_demo_runs_offline_and_streams_shape_detections() -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
+    process = subprocess.Popen([sys.executable, "-m", "stream_detect", "demo", "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=log, text=True, env=env)
+    started = time.monotonic()
+    labels: set[str] = set()
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "serving on http://127.0.0.1:" in line, Path(log.name).read_text()[-2000:]
+        url = line.strip().rsplit(" ", 1)[1].replace("http://", "ws://") + "/ws"
+        deadline = started + 15
+        ws = None
+        while ws is None and time.monotonic() < deadline:
+            try:
+                ws = connect(url, open_timeout=2)
+            except OSError:
+                time.sleep(0.1)
+        assert ws is not None
+        with ws:
+            while not labels and time.monotonic() < deadline:
+                try:
+                    message = json.loads(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+                except TimeoutError:
+                    break
+                if message["type"] == "detections":
+                    labels |= {d["label"] for d in message["detections"]}
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        log.close()
+    assert labels and labels <= {"circle", "square", "triangle"}, labels
+    assert time.monotonic() - started < 25
