@@ -26,7 +26,8 @@ def trainable_backbone(model: torch.nn.Module) -> torch.nn.Module:
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
             if type(child).__name__.endswith("FrozenBatchNorm2d"):
-                setattr(module, name, torch.nn.BatchNorm2d(child.weight.numel()))
+                channels = int(child.get_buffer("weight").shape[0])
+                setattr(module, name, torch.nn.BatchNorm2d(channels))
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     return model
