@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -22,39 +18,10 @@ from websockets.sync.client import connect
 
 from .checkpoints import draw_scene
 from .media import write_h264
+from .processes import serving_command
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((REPO / "stream_detect" / "schema" / "messages.schema.json").read_text())
-
-
-@contextmanager
-def running(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Starts ``stream-detect run ... --port 0`` and yields (process, base URL).
-
-    stderr goes to a temporary file (``process.stderr_path``): a pipe nobody
-    reads would fill up and block the server's logging.
-    """
-    log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stream_detect", "run", "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, **(env or {})},
-    )
-    process.stderr_path = Path(log.name)  # type: ignore[attr-defined]
-    log.close()
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert "serving on" in line, f"no serving line: {line!r}; stderr: {Path(log.name).read_text()[-2000:]}"
-        base = line.strip().rsplit(" ", 1)[1]
-        yield process, base
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
 
 
 def wait_ready(base: str, timeout_s: float = 60) -> None:
@@ -85,10 +52,11 @@ def collect(base: str, count: int, timeout_s: float, query: str = "") -> list[di
 @pytest.mark.timeout(180)
 def test_run_on_a_file_and_a_lavfi_source(tmp_path: Path, tiny_detr_dir: Path) -> None:
     video = write_h264(tmp_path / "clip.mp4", frames=250, width=320, height=240)
-    with running(
-        "--model", str(tiny_detr_dir), "--threshold", "0.01", "--device", "cpu",
+    with serving_command(
+        "run", "--port", "0", "--model", str(tiny_detr_dir), "--threshold", "0.01", "--device", "cpu",
         "--source", str(video), "--source", "lavfi:testsrc2=size=256x144:rate=10",
-    ) as (_, base):
+    ) as served:
+        base = served.base
         wait_ready(base)
         file_messages = collect(base, 15, 60, "streams=cam1")
         lavfi_messages = collect(base, 5, 60, "streams=cam2")
@@ -110,19 +78,18 @@ def test_run_on_a_file_and_a_lavfi_source(tmp_path: Path, tiny_detr_dir: Path) -
 
 @pytest.mark.timeout(120)
 def test_sigterm_stops_everything_within_5_seconds(tiny_detr_dir: Path) -> None:
-    with running("--model", str(tiny_detr_dir), "--source", "synthetic", "--source", "rtsp://127.0.0.1:9/x") as (
-        process, base,
-    ):
-        wait_ready(base)
-        collect(base, 3, 30)
+    with serving_command("run", "--port", "0", "--model", str(tiny_detr_dir), "--source", "synthetic",
+                         "--source", "rtsp://127.0.0.1:9/x") as served:
+        wait_ready(served.base)
+        collect(served.base, 3, 30)
         started = time.monotonic()
-        process.send_signal(signal.SIGTERM)
-        code = process.wait(10)
+        served.process.send_signal(signal.SIGTERM)
+        code = served.process.wait(10)
         elapsed = time.monotonic() - started
     assert elapsed < 5, f"took {elapsed:.1f} s to stop"
     # uvicorn re-raises the signal after its graceful shutdown, as a service manager expects.
     assert code in (0, -signal.SIGTERM)
-    stderr = process.stderr_path.read_text()  # type: ignore[attr-defined]
+    stderr = served.stderr
     assert "did not stop" not in stderr and "Traceback" not in stderr
 
 
