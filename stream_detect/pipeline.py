@@ -1,9 +1,11 @@
 """Wiring: sources -> bounded queues -> detector worker -> listeners.
 
 :class:`Pipeline` owns every thread of a running analyzer: one capture thread
-per stream and the detector worker. Results leave through listeners
-(``on_detections``) called on the worker thread; the websocket hub, the
-preview and the recorders subscribe there and must return quickly.
+per stream, the detector worker and, where recording is on, one recorder per
+stream. What happens leaves through listeners: every captured frame (capture
+thread; the preview and the recorders), every processed frame's detections
+(worker thread; the websocket hub) and every state change. Listeners must
+return quickly.
 """
 
 from __future__ import annotations
