@@ -51,6 +51,30 @@ def test_map_on_held_out_frames(demo_detector: HFDetector) -> None:
     assert scores["mAP"] >= 0.9, scores
 
 
+@pytest.mark.timeout(300)
+def test_demo_detections_equal_the_transformers_pipeline(demo_detector: HFDetector) -> None:
+    from PIL import Image
+    from transformers import pipeline
+
+    from stream_detect.serialize import to_hf_elements
+
+    from .detect.test_hf_detector import assert_same_detections
+
+    reference = pipeline("object-detection", model=str(DEMO_MODEL), device="cpu")
+    scene = SyntheticScene(640, 360, seed=99)
+    images = []
+    for _ in range(4):
+        for _ in range(9):
+            scene.step()
+        images.append(scene.render()[0])
+    compared = 0
+    for image, detections in zip(images, demo_detector.detect(images, 0.3), strict=True):
+        theirs = reference(Image.fromarray(image), threshold=0.3)
+        assert_same_detections(to_hf_elements(detections), theirs)
+        compared += len(theirs)
+    assert compared >= 4, "the frames hold shapes the model finds"
+
+
 def other_scene(rng: np.random.Generator, width: int = 640, height: int = 480) -> tuple[np.ndarray, list[Truth]]:
     """Shapes drawn with plain OpenCV calls, not the synthetic camera's code."""
     if rng.random() < 0.5:  # photo-like: smooth light and shade
