@@ -43,6 +43,10 @@ def segments(tmp_path: Path) -> list[Path]:
     return sorted((tmp_path / "rec" / "cam").glob("*.mp4"))
 
 
+def sidecars(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "rec" / "cam").glob("*.jsonl"))
+
+
 def wait_for_segments(tmp_path: Path, count: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and len([p for p in segments(tmp_path) if ".partial" not in p.name]) < count:
@@ -86,6 +90,11 @@ def test_sigterm_completes_every_segment_with_overlays(tmp_path: Path, tiny_detr
     process = start_recording(tmp_path, tiny_detr_dir)
     try:
         wait_for_segments(tmp_path, 2, 60)
+        # Frames are recorded from the start; detections only once the model
+        # has loaded, which on a busy machine can take longer than a segment.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(p.stat().st_size for p in sidecars(tmp_path)):
+            time.sleep(0.2)
         time.sleep(2.0)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -95,12 +104,12 @@ def test_sigterm_completes_every_segment_with_overlays(tmp_path: Path, tiny_detr
     counts = [frame_count(p) for p in files]
     assert all(c >= 0.95 * FPS * SEGMENT_S for c in counts[:-1])
     assert counts[-1] >= FPS  # the last one is complete up to the stop
-    sidecar = files[0].with_suffix(".jsonl")
-    records = [json.loads(line) for line in sidecar.read_text().splitlines()]
-    assert records and all("detections" in r and "pts" in r for r in records)
-    labelled = [r for r in records if r["detections"]]
-    assert labelled, "the tiny model reports detections at threshold 0"
-    assert_overlay_burned_in(files[0], labelled[-1]["detections"])
+    records = {p: [json.loads(line) for line in p.with_suffix(".jsonl").read_text().splitlines()] for p in files}
+    assert all("detections" in r and "pts" in r for rs in records.values() for r in rs)
+    labelled = {p: [r for r in rs if r["detections"]] for p, rs in records.items()}
+    videos = [p for p in files if labelled[p]]
+    assert videos, "the tiny model reports detections at threshold 0"
+    assert_overlay_burned_in(videos[0], labelled[videos[0]][-1]["detections"])
 
 
 def assert_overlay_burned_in(video: Path, detections: list[dict]) -> None:
