@@ -48,6 +48,7 @@ class RecordConfig(_Strict):
     encoder: Literal["libx264", "h264_nvenc"] = "libx264"
     preset: str = Field("veryfast", pattern=r"^[a-z0-9]+$", description="Encoder speed preset.")
     queue_size: int = Field(16, ge=1, le=1024, description="Frames waiting for the encoder; more are dropped.")
+    retry_s: float = Field(10.0, gt=0, le=3600, description="After a failure (disk full), try again this often.")
 
 
 class _SourceBase(_Strict):
@@ -127,9 +128,16 @@ SourceConfig = Annotated[
 
 
 def is_live(source: SourceConfig) -> bool:
-    """Live sources reconnect and drop the oldest frame when the detector lags."""
+    """Live sources drop the oldest frame when the detector lags."""
     if isinstance(source, FileSource):
         return source.realtime or source.loop
+    return True
+
+
+def reopens_at_end(source: SourceConfig) -> bool:
+    """Sources whose end is a disconnect to recover from: everything but a file that does not loop."""
+    if isinstance(source, FileSource):
+        return source.loop
     return True
 
 
@@ -167,6 +175,15 @@ class ServerConfig(_Strict):
     client_queue_size: int = Field(8, ge=1, le=1024, description="Messages buffered per websocket client.")
     send_timeout_s: float = Field(2.0, gt=0, le=60, description="A client stuck this long is disconnected.")
     max_clients: int = Field(100, ge=1, le=10_000)
+    max_message_bytes: int = Field(
+        65_536, ge=1024, le=16_777_216, description="Largest websocket message a client may send (close 1009)."
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, le=600, description="Longest wait for a request's headers; silent connections are closed."
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="Longest wait for a request body to arrive; slower ones get 408."
+    )
     max_body_bytes: int = Field(
         20_000_000, ge=1024, le=1_000_000_000, description="Largest inference request body; larger ones get 413."
     )

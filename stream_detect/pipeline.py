@@ -96,6 +96,7 @@ class _StreamLane:
         self.queue = stream.queue
         self._pipeline = pipeline
         self._stream = stream
+        self._last_failure: str | None = None
 
     def image(self, item: Frame) -> np.ndarray:
         return item.image
@@ -104,10 +105,16 @@ class _StreamLane:
         return self._pipeline.config.model.threshold
 
     def deliver(self, item: Frame, detections: Detections) -> None:
+        self._last_failure = None
         self._pipeline._emit(self._stream, item, detections)
 
     def fail(self, item: Frame, error: BaseException) -> None:
-        log.warning("stream %s: frame %d not processed: %s", self.name, item.index, error)
+        # Logged when the failure starts or changes, not per frame: a model that
+        # cannot load fails every frame of every stream until it is fixed.
+        message = str(error)
+        if message != self._last_failure:
+            self._last_failure = message
+            log.warning("stream %s: frames not processed from frame %d on: %s", self.name, item.index, message)
 
 
 class Pipeline:
@@ -279,4 +286,5 @@ def recorder_settings(record: RecordConfig, source: SourceConfig) -> RecorderSet
         preset=record.preset,
         queue_size=record.queue_size,
         fps=float(nominal_fps),
+        retry_s=record.retry_s,
     )

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import socket
 
-import uvicorn
-
 from ..config import Config
 from ..detect import load_detector
 from ..pipeline import Pipeline
 from ..server.app import create_app
+from ..server.runner import build_server
 
 log = logging.getLogger(__name__)
 
@@ -35,16 +34,7 @@ def serve(pipeline: Pipeline, config: Config) -> int:
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
     print(f"stream-detect: serving on http://{shown_host}:{port}", flush=True)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            ws="websockets-sansio",
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-        )
-    )
+    server = build_server(app, config.server, graceful_shutdown_s=GRACEFUL_SHUTDOWN_S)
     server.run(sockets=[sock])
     return 0
 

@@ -6,13 +6,19 @@ recorder's own thread behind a small drop-oldest queue: a slow encoder loses
 recording frames (counted), it never stalls capture or detection. Each
 segment has a JSON Lines sidecar with every processed frame's detections.
 A stop flushes the encoder, so the last segment is complete.
+
+A failure (disk full, permissions) never reaches capture or detection: the
+recorder reports it as its state (``failed`` with the error), lets frames pass
+by, tries again every ``retry_s`` and resumes in a new segment.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -48,6 +54,7 @@ class RecorderSettings:
     preset: str = "veryfast"
     queue_size: int = 16
     fps: float = 25.0
+    retry_s: float = 10.0
 
 
 class _Segment:
@@ -110,6 +117,7 @@ class Recorder:
         self._segment: _Segment | None = None
         self.state = RecorderState.RECORDING
         self.error: str | None = None
+        self.failures = 0
         self.frames_written = 0
         self.segments_closed: list[Path] = []
 
@@ -138,6 +146,8 @@ class Recorder:
             self._frames.put(frame)
 
     def on_detections(self, frame: Frame, detections: Detections, emitted_at: float) -> None:
+        if self.state is not RecorderState.RECORDING:
+            return
         record = {"frame": frame.index, "pts": frame.pts, "captured_at": frame.captured_at,
                   "detections": to_hf_elements(detections)}
         with self._lock:
@@ -147,26 +157,56 @@ class Recorder:
     # -- the thread ----------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            while True:
-                frame = self._next_frame()
-                if frame is None:
+        while True:
+            try:
+                self._record()
+                break
+            except Exception as error:  # disk full, permissions: reported, never fatal to the pipeline
+                self._fail(error)
+                if not self._wait_to_retry():
                     break
-                self._write(frame)
-        except OSError as error:  # disk full, permissions: reported, never fatal to the pipeline
-            self.state = RecorderState.FAILED
-            self.error = f"recording {self.stream_id} failed: {error.strerror or error}"
-            log.error("%s", self.error)
-            self._abandon()
-            return
+                with contextlib.suppress(OSError):
+                    recover_partials(self.directory)  # what the failed segment left behind
+                with self._lock:
+                    self._records = []
+                self.state = RecorderState.RECORDING
+                log.info("recording %s resumed", self.stream_id)
+        try:
+            self._close_segment()
         except Exception as error:
-            self.state = RecorderState.FAILED
-            self.error = f"recording {self.stream_id} failed: {error}"
-            log.exception("%s", self.error)
-            self._abandon()
-            return
-        self._close_segment()
+            self._fail(error)
         self.state = RecorderState.STOPPED
+
+    def _record(self) -> None:
+        while True:
+            frame = self._next_frame()
+            if frame is None:
+                return
+            self._write(frame)
+
+    def _fail(self, error: Exception) -> None:
+        self.state = RecorderState.FAILED
+        self.failures += 1
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        self.error = f"recording {self.stream_id} failed: {detail}"
+        if isinstance(error, OSError):
+            log.error("%s; retrying every %.0f s", self.error, self.settings.retry_s)
+        else:
+            log.exception("%s", self.error)
+        self._abandon()
+
+    def _wait_to_retry(self) -> bool:
+        """Lets frames pass by for ``retry_s``; False if stopped meanwhile."""
+        deadline = time.monotonic() + self.settings.retry_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                self._frames.get_nowait()
+            except QueueClosed:
+                return False
+            with self._frames.wakeup:
+                if not self._frames.closed:
+                    self._frames.wakeup.wait(min(remaining, 0.5))
+        return not self._frames.closed
 
     def _next_frame(self) -> Frame | None:
         while True:
@@ -209,13 +249,12 @@ class Recorder:
                 segment.close()
             except Exception:  # the file system already failed us; keep what is on disk
                 log.warning("could not close segment %s cleanly", segment.partial.name)
-        # Let the pipeline's frames pass by without queueing.
-        self._frames.close()
 
     def describe(self) -> dict[str, object]:
         return {
             "state": self.state.value,
             "error": self.error,
+            "failures": self.failures,
             "frames_written": self.frames_written,
             "frames_dropped": self.frames_dropped,
             "directory": str(self.directory),

@@ -35,9 +35,15 @@ class Client:
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
     sent: int = 0
+    close_code: int | None = None
 
     def wants(self, stream: str) -> bool:
         return self.streams is None or stream in self.streams
+
+    def close(self, code: int) -> None:
+        """Asks the client's sender to close the connection with ``code`` (on the loop)."""
+        self.close_code = code
+        self.ready.set()
 
     def offer(self, text: str) -> bool:
         """Queues ``text``; drops the oldest message when full. True if one was dropped."""
@@ -50,10 +56,13 @@ class Client:
         self.ready.set()
         return dropped
 
-    async def next_message(self) -> str:
-        while not self.messages:
+    async def next_message(self) -> str | None:
+        """The next message to send, or None once the client is to be closed."""
+        while not self.messages and self.close_code is None:
             self.ready.clear()
             await self.ready.wait()
+        if self.close_code is not None:
+            return None
         return self.messages.popleft()
 
 
@@ -85,6 +94,14 @@ class Hub:
 
     def unsubscribe(self, client: Client) -> None:
         self.clients.discard(client)
+
+    async def close_all(self, code: int, timeout_s: float) -> None:
+        """Closes every client with ``code`` and waits (at most ``timeout_s``) until they are gone."""
+        for client in self.clients:
+            client.close(code)
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.clients and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
 
     def publish(self, message: dict[str, Any]) -> None:
         """Thread-safe: serialises ``message`` once and fans it out on the loop."""

@@ -53,14 +53,23 @@ def _header_flag(request: Request, name: str, default: bool) -> bool:
     raise ApiError(400, f"header {name} must be true or false, got {value[:20]!r}")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """Reads the body, refusing (413) as soon as it exceeds ``limit`` bytes."""
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """Reads the body, refusing (413) as soon as it exceeds ``limit`` bytes, and
+    (408) when it has not all arrived within ``timeout_s``: a client sending a
+    byte at a time must not hold a request open for ever."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise ApiError(400, "Content-Length is not a number")
         if int(declared) > limit:
             raise ApiError(413, f"request body of {declared} bytes is larger than the limit of {limit} bytes")
+    try:
+        return await asyncio.wait_for(_read_chunks(request, limit), timeout_s)
+    except asyncio.TimeoutError:
+        raise ApiError(408, f"request body did not arrive within {timeout_s:g} s") from None
+
+
+async def _read_chunks(request: Request, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -152,7 +161,7 @@ class InferenceApi:
             raise ApiError(404, f"model {model_id[:200]!r} is not served here")
         use_cache = _header_flag(request, "x-use-cache", True)
         wait_for_model = _header_flag(request, "x-wait-for-model", False)
-        body = await _read_body(request, self.config.max_body_bytes)
+        body = await _read_body(request, self.config.max_body_bytes, self.config.body_timeout_s)
         image_bytes, threshold = parse_request(body, request.headers.get("content-type", ""), self.default_threshold)
         key = AnswerCache.key(image_bytes, threshold)
         if use_cache and (cached := self.cache.get(key)) is not None:
@@ -242,6 +251,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
             "type": "object", "properties": {"error": {"type": "string"}}}}}}
         for status, text in (
             (400, "Malformed request"), (401, "Missing or wrong token"), (404, "Unknown model"),
+            (408, "Request body too slow"),
             (413, "Body or image too large"), (415, "Not an accepted image format"),
             (422, "Invalid parameters"), (503, "Model loading or busy (see estimated_time)"),
         )

@@ -1,4 +1,11 @@
-"""``/ws``: detections and status messages, one bounded queue per client."""
+"""``/ws``: detections and status messages, one bounded queue per client.
+
+Refusals happen before the handshake completes and are HTTP denial responses
+with a JSON body, so clients (and browsers' developer tools) see why: 403 for
+a browser page of a foreign origin (cross-site websocket hijacking: browsers
+send cookies on cross-origin upgrades and CORS does not apply), 401 for a
+missing or wrong token, 503 over the connection cap.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,10 @@ import asyncio
 import contextlib
 import logging
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import orjson
+from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .hub import Client
@@ -17,23 +26,48 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-POLICY_VIOLATION = 1008
-TRY_AGAIN_LATER = 1013
+GOING_AWAY = 1001
+
+
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """A request without ``Origin`` is not from a browser page; a browser's must
+    be the server's own origin (same host and port) or one of ``allowed``."""
+    if origin is None:
+        return True
+    origin = origin.strip().rstrip("/").lower()
+    if origin in (a.strip().rstrip("/").lower() for a in allowed):
+        return True
+    try:
+        parts = urlsplit(origin)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(host) and parts.netloc == (host or "").strip().lower()
+
+
+async def _deny(websocket: WebSocket, status: int, message: str) -> None:
+    await websocket.send_denial_response(JSONResponse({"error": message}, status_code=status))
 
 
 async def websocket_endpoint(websocket: WebSocket) -> None:
     context: ServerContext = websocket.app.state.context
+    if not origin_allowed(websocket.headers.get("origin"), websocket.headers.get("host"),
+                          context.config.allowed_origins):
+        await _deny(websocket, 403, "origin not allowed")
+        return
     if not context.auth.allows(websocket.headers, websocket.query_params):
-        await websocket.close(code=POLICY_VIOLATION, reason="missing or wrong token")
+        await _deny(websocket, 401, "missing or wrong token")
         return
     if len(context.hub.clients) >= context.config.max_clients:
-        await websocket.close(code=TRY_AGAIN_LATER, reason="too many clients")
+        await _deny(websocket, 503, f"too many clients (limit {context.config.max_clients})")
         return
     streams_param = websocket.query_params.get("streams")
     streams = frozenset(s for s in streams_param.split(",") if s) if streams_param else None
-    subprotocol = _bearer_subprotocol(websocket)
-    await websocket.accept(subprotocol=subprotocol)
-    client = context.hub.subscribe(streams)
+    client = context.hub.subscribe(streams)  # before any await: the cap holds under concurrent handshakes
+    try:
+        await websocket.accept(subprotocol=_bearer_subprotocol(websocket))
+    except Exception:
+        context.hub.unsubscribe(client)
+        raise
     context.metrics.ws_clients.inc()
     for stream in context.pipeline.streams.values():
         if client.wants(stream.id):
@@ -55,6 +89,11 @@ async def _send_loop(websocket: WebSocket, client: Client, context: ServerContex
     timeout = context.config.send_timeout_s
     while True:
         text = await client.next_message()
+        if text is None:
+            with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError, asyncio.TimeoutError):
+                await asyncio.wait_for(websocket.close(client.close_code or GOING_AWAY, "server shutting down"),
+                                       timeout)
+            return
         try:
             await asyncio.wait_for(websocket.send_text(text), timeout)
         except asyncio.TimeoutError:

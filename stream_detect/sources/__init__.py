@@ -9,7 +9,7 @@ from ..config import (
     SyntheticSource,
     UrlSource,
     WebcamSource,
-    is_live,
+    reopens_at_end,
 )
 from .base import RawFrame, Reader, Source, SourceState
 
@@ -27,7 +27,7 @@ def build_source(config: SourceConfig) -> Source:
         return AVSource(config.id, config.url, live=True, options=options,
                         timeout=(config.open_timeout_s, config.read_timeout_s))
     if isinstance(config, FileSource):
-        return AVSource(config.id, config.path, live=is_live(config))
+        return AVSource(config.id, config.path, live=reopens_at_end(config))
     if isinstance(config, LavfiSource):
         return AVSource(config.id, config.graph, live=True, input_format="lavfi")
     if isinstance(config, WebcamSource):

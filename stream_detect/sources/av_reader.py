@@ -1,10 +1,19 @@
 """Files, network streams and lavfi test sources, decoded by FFmpeg through PyAV.
 
 Network URLs always get an open and a read timeout, so a silent camera makes a
-read fail instead of hanging. When a server goes away the decode loop simply
+read fail instead of hanging. FFmpeg's RTSP demuxer answers the first read
+timeout with a packet it held back and fails only on the second, so RTSP reads
+get half the configured timeout: a silent camera is noticed after
+``read_timeout_s``, as configured. When a server goes away the demuxer simply
 ends, as at the end of a file; the capture thread treats that as a disconnect
-for live sources. PyAV's error messages carry the full URL, password
-included: every message leaving this module is redacted.
+for live sources.
+
+Packets are demuxed and decoded one by one: a packet the decoder rejects is
+skipped and counted (``RawFrame.skipped``) instead of ending the file; only a
+long run of rejected packets with no frame in between ends it.
+
+PyAV's error messages carry the full URL, password included: every message
+leaving this module is redacted.
 """
 
 from __future__ import annotations
@@ -18,6 +27,10 @@ import av
 from ..errors import SourceError, SourceOpenError
 from ..redact import redact, redact_url
 from .base import RawFrame
+
+# Packets rejected in a row, with no frame decoded in between, before a
+# source counts as undecodable (a few seconds of video at camera rates).
+MAX_REJECTED_IN_A_ROW = 300
 
 
 def _describe(error: BaseException) -> str:
@@ -53,12 +66,16 @@ class AVSource:
         self.input_format = input_format
         self.options = options or {}
         self.timeout = timeout
+        if timeout is not None and target.lower().startswith(("rtsp://", "rtsps://")):
+            # The demuxer fails only on its second read timeout (see the module docstring).
+            timeout = (timeout[0], timeout[1] / 2)
+        self._av_timeout = timeout
         self.shown = redact_url(target)
 
     def open(self) -> AVReader:
         try:
             container = av.open(
-                self.target, mode="r", format=self.input_format, options=self.options, timeout=self.timeout
+                self.target, mode="r", format=self.input_format, options=self.options, timeout=self._av_timeout
             )
         except (av.FFmpegError, OSError, ValueError) as error:
             raise SourceOpenError(f"cannot open {self.shown}: {_describe(error)}") from None
@@ -92,20 +109,41 @@ class AVReader:
                 return
             self._iterating = True
         try:
-            for frame in self._container.decode(self._stream):
-                if self._closing.is_set():
-                    return
-                yield RawFrame(
-                    image=frame.to_ndarray(format="rgb24"),
-                    pts=frame.time,
-                    corrupt=bool(getattr(frame, "is_corrupt", False)),
-                )
+            yield from self._decode()
+        except SourceError:
+            raise
         except (av.FFmpegError, OSError, ValueError) as error:
             if self._closing.is_set():
                 return
             raise SourceError(f"reading {self._shown} failed: {_describe(error)}") from None
         finally:
             self._close_container()
+
+    def _decode(self) -> Iterator[RawFrame]:
+        """Demuxes and decodes packet by packet; demuxer errors (timeouts, I/O) propagate."""
+        rejected = 0
+        for packet in self._container.demux(self._stream):
+            if self._closing.is_set():
+                return
+            try:
+                frames = packet.decode()
+            except (av.FFmpegError, ValueError):
+                rejected += 1
+                if rejected >= MAX_REJECTED_IN_A_ROW:
+                    raise SourceError(
+                        f"reading {self._shown} failed: the decoder rejected {rejected} packets in a row"
+                    ) from None
+                continue
+            for frame in frames:
+                if self._closing.is_set():
+                    return
+                yield RawFrame(
+                    image=frame.to_ndarray(format="rgb24"),
+                    pts=frame.time,
+                    corrupt=bool(getattr(frame, "is_corrupt", False)),
+                    skipped=rejected,
+                )
+                rejected = 0
 
     def close(self) -> None:
         """Asks the reading thread to stop; the container is closed by whoever holds it.

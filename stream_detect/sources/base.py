@@ -29,11 +29,14 @@ class RawFrame:
         image: ``(H, W, 3) uint8`` RGB, C-contiguous.
         pts: Presentation time in seconds on the source's timeline, or None.
         corrupt: The decoder flagged damage.
+        skipped: Packets the decoder rejected since the previous frame (lost,
+            counted as corrupt frames).
     """
 
     image: np.ndarray
     pts: float | None
     corrupt: bool = False
+    skipped: int = 0
 
 
 class Reader(Protocol):

@@ -8,9 +8,12 @@ State machine (published through ``on_state``)::
                                                                 stop() from any state -> stopped
 
 A live source treats the end of its stream like an error: a camera that goes
-away looks, to FFmpeg, like the end of a file. Waits between attempts grow
+away looks, to FFmpeg, like the end of a file. A file ends at its end (paced
+with ``realtime`` or not) unless it loops. Waits between attempts grow
 exponentially to a ceiling and are spent on the stop event, so ``stop()`` is
-prompt in every state.
+prompt in every state. They are spaced start to start: an attempt that hung
+until its open timeout has already waited, so during an outage an attempt is
+always in flight and frames resume as soon as the camera answers.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..config import FileSource, LavfiSource, ReconnectConfig, SourceConfig, is_live
+from ..config import FileSource, LavfiSource, ReconnectConfig, SourceConfig, reopens_at_end
 from ..errors import SourceError
 from ..frame_queue import DropPolicy, FrameQueue
 from ..records import Frame
@@ -128,7 +131,8 @@ class Capture:
         self._reader: Reader | None = None
         self._reader_lock = threading.Lock()
         self._next_index = 0
-        self._live = is_live(config)
+        self._session_frames = 0
+        self._reopens = reopens_at_end(config)
         self._realtime = isinstance(config, FileSource | LavfiSource) and config.realtime
         reconnect = getattr(config, "reconnect", None)
         self._backoff = Backoff(reconnect if isinstance(reconnect, ReconnectConfig) else ReconnectConfig())
@@ -181,10 +185,11 @@ class Capture:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             frames, error = self._session()
             if self._stop.is_set():
                 return
-            if not self._live:
+            if not self._reopens:
                 if frames or error is None:
                     self._set_state(SourceState.ENDED, error)
                 else:
@@ -195,10 +200,11 @@ class Capture:
             if self._backoff.exhausted:
                 self._set_state(SourceState.FAILED, error or "stream ended")
                 return
-            wait = self._backoff.next_wait()
+            spent = 0.0 if frames else time.monotonic() - started  # a failed attempt's own wait counts
+            wait = self._backoff.next_wait() - spent
             self.stats.last_error = error or "stream ended"
             self._set_state(SourceState.RECONNECTING, self.stats.last_error)
-            if self._stop.wait(wait):
+            if self._stop.wait(max(0.0, wait)):
                 return
 
     def _session(self) -> tuple[int, str | None]:
@@ -212,20 +218,22 @@ class Capture:
                 reader.close()
                 return 0, None
             self._reader = reader
+        self._session_frames = 0
         try:
-            return self._pump(reader), None
+            self._pump(reader)
+            return self._session_frames, None
         except SourceError as error:
-            return 0, str(error)
+            return self._session_frames, str(error)
         finally:
             with self._reader_lock:
                 self._reader = None
             reader.close()
 
-    def _pump(self, reader: Reader) -> int:
+    def _pump(self, reader: Reader) -> None:
+        """Delivers frames until the reader ends, counting them in ``_session_frames``."""
         pacer = _Pacer(self._stop)
         min_interval = 1.0 / self.config.max_fps if self.config.max_fps else 0.0
         last_kept: float | None = None
-        count = 0
         for raw in reader:
             if self._stop.is_set():
                 break
@@ -237,8 +245,7 @@ class Capture:
                     continue
                 last_kept = now
             self._deliver(raw)
-            count += 1
-        return count
+            self._session_frames += 1
 
     def _deliver(self, raw: RawFrame) -> None:
         frame = Frame(
@@ -252,7 +259,7 @@ class Capture:
         self._next_index += 1
         stats = self.stats
         stats.frames += 1
-        stats.corrupt += raw.corrupt
+        stats.corrupt += raw.corrupt + raw.skipped
         stats.height, stats.width = raw.image.shape[:2]
         stats.rate.tick()
         if self.state is not SourceState.RUNNING:

@@ -9,13 +9,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import uvicorn
 from websockets.sync.client import ClientConnection, connect
 
 from stream_detect.commands.run import bind_socket
 from stream_detect.config import ServerConfig
 from stream_detect.pipeline import Pipeline
 from stream_detect.server.app import create_app
+from stream_detect.server.runner import build_server
 
 
 @contextlib.contextmanager
@@ -25,9 +25,7 @@ def serving(pipeline: Pipeline, config: ServerConfig | None = None) -> Iterator[
     app = create_app(pipeline, config)
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, ws="websockets-sansio", log_config=None, lifespan="on", timeout_graceful_shutdown=2)
-    )
+    server = build_server(app, config, graceful_shutdown_s=2)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-server")
     thread.start()
     deadline = time.monotonic() + 15
