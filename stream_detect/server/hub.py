@@ -4,8 +4,10 @@ The hand-off from the pipeline's threads to asyncio happens in exactly one
 place: :meth:`Hub.publish`, which serialises the message once and schedules
 the fan-out on the event loop with ``loop.call_soon_threadsafe``.
 
-Every client has a small queue; when it is full the oldest message is dropped
-(and counted), so a slow client only loses its own messages. A send that does
+Every client has a small queue; when it is full the oldest detections message
+is dropped (and counted), so a slow client only loses its own messages. Status
+messages are kept before detections: they are rare, and a client that missed
+one would show a stream's state wrongly until the next change. A send that does
 not complete within ``send_timeout_s`` marks the client stuck and its
 connection is closed, so a peer that never reads cannot hold memory.
 """
@@ -25,13 +27,16 @@ import orjson
 log = logging.getLogger(__name__)
 
 
+KEPT_EXTRA = 256
+
+
 @dataclass(eq=False)
 class Client:
     """One websocket subscriber."""
 
     streams: frozenset[str] | None
     maxsize: int
-    messages: collections.deque[str] = field(default_factory=collections.deque)
+    messages: collections.deque[tuple[str, bool]] = field(default_factory=collections.deque)  # (text, keep)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
     sent: int = 0
@@ -45,14 +50,20 @@ class Client:
         self.close_code = code
         self.ready.set()
 
-    def offer(self, text: str) -> bool:
-        """Queues ``text``; drops the oldest message when full. True if one was dropped."""
+    def offer(self, text: str, keep: bool = False) -> bool:
+        """Queues ``text``; when full, drops the oldest message not marked ``keep``.
+        Kept messages may exceed ``maxsize`` by ``KEPT_EXTRA`` (one status per
+        stream must fit); past that the oldest goes. True if one was dropped."""
         dropped = False
         if len(self.messages) >= self.maxsize:
-            self.messages.popleft()
-            self.dropped += 1
-            dropped = True
-        self.messages.append(text)
+            victim = next((i for i, (_, kept) in enumerate(self.messages) if not kept), None)
+            if victim is None and len(self.messages) >= self.maxsize + KEPT_EXTRA:
+                victim = 0
+            if victim is not None:
+                del self.messages[victim]
+                self.dropped += 1
+                dropped = True
+        self.messages.append((text, keep))
         self.ready.set()
         return dropped
 
@@ -63,7 +74,7 @@ class Client:
             await self.ready.wait()
         if self.close_code is not None:
             return None
-        return self.messages.popleft()
+        return self.messages.popleft()[0]
 
 
 class Hub:
@@ -110,13 +121,14 @@ class Hub:
             return
         text = orjson.dumps(message).decode()
         stream = str(message.get("stream", ""))
+        keep = message.get("type") == "status"
         with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
-            loop.call_soon_threadsafe(self._fan_out, stream, text)
+            loop.call_soon_threadsafe(self._fan_out, stream, text, keep)
 
-    def _fan_out(self, stream: str, text: str) -> None:
+    def _fan_out(self, stream: str, text: str, keep: bool) -> None:
         dropped = 0
         for client in self.clients:
-            if client.wants(stream) and client.offer(text):
+            if client.wants(stream) and client.offer(text, keep):
                 dropped += 1
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)

@@ -71,7 +71,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
     context.metrics.ws_clients.inc()
     for stream in context.pipeline.streams.values():
         if client.wants(stream.id):
-            client.offer(orjson.dumps(context.stream_status(stream)).decode())
+            client.offer(orjson.dumps(context.stream_status(stream)).decode(), keep=True)
     sender = asyncio.create_task(_send_loop(websocket, client, context))
     receiver = asyncio.create_task(_receive_loop(websocket))
     try:
