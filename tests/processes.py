@@ -25,14 +25,15 @@ class Served:
 
 
 @contextmanager
-def serving_command(*args: str, env: dict[str, str] | None = None, stop: int = signal.SIGTERM) -> Iterator[Served]:
-    """Runs ``python -m stream_detect ARGS`` until it prints its URL; stops it with ``stop`` on exit.
+def serving_command(*args: str, env: dict[str, str] | None = None, stop: int = signal.SIGTERM,
+                    module: str = "stream_detect") -> Iterator[Served]:
+    """Runs ``python -m MODULE ARGS`` until it prints its URL; stops it with ``stop`` on exit.
 
     stderr goes to a file: a pipe nobody reads would fill up and block the
     server's logging.
     """
     with tempfile.NamedTemporaryFile("w", suffix=".log", delete=False) as log:
-        process = subprocess.Popen([sys.executable, "-m", "stream_detect", *args], stdout=subprocess.PIPE,
+        process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE,
                                    stderr=log, text=True, env={**os.environ, **(env or {})})
     stderr_path = Path(log.name)
     try:

@@ -39,9 +39,9 @@ from .websocket import GOING_AWAY
 log = logging.getLogger(__name__)
 
 SEND_BUFFER_BYTES = 128 * 1024
-WS_RESET_AFTER_S = 3.0
-WS_PING_INTERVAL_S = 10.0
-WS_PING_TIMEOUT_S = 10.0
+WS_RESET_AFTER_S = 2.0
+WS_PING_INTERVAL_S = 5.0
+WS_PING_TIMEOUT_S = 5.0
 GOING_AWAY_WAIT_S = 1.0
 
 
@@ -62,6 +62,10 @@ class _HeaderDeadlineProtocol(AutoHTTPProtocol):  # type: ignore[valid-type,misc
         _bound_send_buffer(transport)
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm_header_deadline()
+
+    def handle_websocket_upgrade(self, *args: Any) -> None:
+        self._cancel_header_deadline()  # the timer would keep this protocol alive for its whole wait
+        super().handle_websocket_upgrade(*args)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -96,13 +100,30 @@ class _HeaderDeadlineProtocol(AutoHTTPProtocol):  # type: ignore[valid-type,misc
 class _ResettingWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websocket protocol that resets connections left open after the app is done."""
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            # A denial response ends the handshake; uvicorn would otherwise log
+            # "returned without completing handshake" at ERROR for every refusal.
+            self.handshake_complete = True
+
+    _reset_timer: asyncio.TimerHandle | None = None
+
     async def run_asgi(self) -> None:
         try:
             await super().run_asgi()
         finally:
-            self.loop.call_later(WS_RESET_AFTER_S, self._reset_if_open)
+            if not self.disconnected:
+                self._reset_timer = self.loop.call_later(WS_RESET_AFTER_S, self._reset_if_open)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._reset_timer is not None:  # release the connection (and its compressor) at once
+            self._reset_timer.cancel()
+            self._reset_timer = None
+        super().connection_lost(exc)
 
     def _reset_if_open(self) -> None:
+        self._reset_timer = None
         if not self.disconnected:
             self.transport.abort()
 

@@ -154,38 +154,30 @@ def thread_named(name: str) -> threading.Thread:
     raise AssertionError(f"no thread named {name!r}")
 
 
-def tcp_connections(pid: int, remote_port: int, states: tuple[str, ...] = ("01",)) -> int:
-    """TCP connections of ``pid`` to 127.0.0.1:``remote_port`` (state 01 is ESTABLISHED)."""
+TCP_STATES = {"01": "ESTABLISHED", "04": "FIN_WAIT1", "05": "FIN_WAIT2", "06": "TIME_WAIT", "07": "CLOSE",
+              "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN", "0B": "CLOSING"}
+
+
+def tcp_sockets(pid: int) -> list[tuple[int, int, str]]:
+    """(local port, remote port, state) of every IPv4 TCP socket ``pid`` holds open."""
     inodes = set()
     for fd in os.listdir(f"/proc/{pid}/fd"):
         with contextlib.suppress(OSError):
             target = os.readlink(f"/proc/{pid}/fd/{fd}")
             if target.startswith("socket:["):
                 inodes.add(target[8:-1])
-    count = 0
+    found = []
     for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        remote, state, inode = fields[2], fields[3], fields[9]
-        if inode in inodes and state in states and int(remote.split(":")[1], 16) == remote_port:
-            count += 1
-    return count
+        if fields[9] in inodes:
+            found.append((int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16),
+                          TCP_STATES.get(fields[3], fields[3])))
+    return found
 
 
-def server_side_connections(pid: int, local_port: int, states: tuple[str, ...]) -> int:
-    """TCP connections of ``pid`` whose local port is ``local_port`` (a server's accepted sockets)."""
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-            if target.startswith("socket:["):
-                inodes.add(target[8:-1])
-    count = 0
-    for line in Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        local, state, inode = fields[1], fields[3], fields[9]
-        if inode in inodes and state in states and int(local.split(":")[1], 16) == local_port:
-            count += 1
-    return count
+def tcp_connections(pid: int, remote_port: int) -> int:
+    """ESTABLISHED connections of ``pid`` to port ``remote_port``."""
+    return sum(1 for _, remote, state in tcp_sockets(pid) if remote == remote_port and state == "ESTABLISHED")
 
 
 class AcceptingListener:
