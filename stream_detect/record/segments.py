@@ -11,6 +11,7 @@ and is renamed (recovered) like a closed one.
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -31,14 +32,42 @@ def final_path(partial: Path) -> Path:
 
 
 def recover_partials(directory: Path) -> list[Path]:
-    """Renames segments a crash left open; returns their new paths."""
+    """Renames segments a crash left open; returns their new paths.
+
+    A segment killed before its first fragment holds no frame (only the
+    movie header): it is deleted rather than left as an unplayable file.
+    """
     recovered = []
     for partial in sorted(directory.glob(f"*{PARTIAL}")):
+        if not has_fragment(partial):
+            partial.unlink()
+            log.warning("removed a segment left open by a previous run before its first frame: %s", partial.name)
+            continue
         target = final_path(partial)
         partial.rename(target)
         recovered.append(target)
         log.warning("recovered segment left open by a previous run: %s", target.name)
     return recovered
+
+
+def has_fragment(path: Path) -> bool:
+    """True when a fragmented MP4 holds at least one movie fragment (``moof`` box)."""
+    with open(path, "rb") as file:
+        while True:
+            header = file.read(8)
+            if len(header) < 8:
+                return False
+            size, kind = struct.unpack(">I4s", header)
+            if kind == b"moof":
+                return True
+            if size == 1:  # 64-bit size follows
+                extended = file.read(8)
+                if len(extended) < 8:
+                    return False
+                size = struct.unpack(">Q", extended)[0] - 8
+            if size < 8:  # 0: to the end of the file; below 8: damaged
+                return False
+            file.seek(size - 8, 1)
 
 
 @dataclass(frozen=True)
