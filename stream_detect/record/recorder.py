@@ -116,6 +116,7 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name=f"record:{stream_id}")
         self._segment: _Segment | None = None
         self.state = RecorderState.RECORDING
+        self._accepting = True  # frames are queued (false while waiting to retry)
         self.error: str | None = None
         self.failures = 0
         self.frames_written = 0
@@ -142,11 +143,11 @@ class Recorder:
     # -- feeding (pipeline threads; quick) -------------------------------------
 
     def on_frame(self, frame: Frame) -> None:
-        if self.state is RecorderState.RECORDING:
+        if self._accepting:
             self._frames.put(frame)
 
     def on_detections(self, frame: Frame, detections: Detections, emitted_at: float) -> None:
-        if self.state is not RecorderState.RECORDING:
+        if not self._accepting:
             return
         record = {"frame": frame.index, "pts": frame.pts, "captured_at": frame.captured_at,
                   "detections": to_hf_elements(detections)}
@@ -169,8 +170,7 @@ class Recorder:
                     recover_partials(self.directory)  # what the failed segment left behind
                 with self._lock:
                     self._records = []
-                self.state = RecorderState.RECORDING
-                log.info("recording %s resumed", self.stream_id)
+                self._accepting = True  # the state turns back to recording with the first frame written
         try:
             self._close_segment()
         except Exception as error:
@@ -185,11 +185,15 @@ class Recorder:
             self._write(frame)
 
     def _fail(self, error: Exception) -> None:
+        self._accepting = False
         self.state = RecorderState.FAILED
         self.failures += 1
         detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        repeated = self.error == f"recording {self.stream_id} failed: {detail}"
         self.error = f"recording {self.stream_id} failed: {detail}"
-        if isinstance(error, OSError):
+        if repeated:  # the same failure on a retry: said once already
+            log.debug("%s (again)", self.error)
+        elif isinstance(error, OSError):
             log.error("%s; retrying every %.0f s", self.error, self.settings.retry_s)
         else:
             log.exception("%s", self.error)
@@ -233,6 +237,9 @@ class Recorder:
         if segment.video.write(draw_detections(frame.image, detections), segment.offset(frame)):
             segment.last_pts = _timestamp(frame)
             self.frames_written += 1
+            if self.state is RecorderState.FAILED:
+                self.state, self.error = RecorderState.RECORDING, None
+                log.info("recording %s resumed in %s", self.stream_id, segment.partial.name)
 
     def _close_segment(self) -> None:
         segment, self._segment = self._segment, None

@@ -43,7 +43,12 @@ def test_retention_deletes_by_age_and_spares_the_open_segment(tmp_path: Path) ->
 
 def test_partial_files_are_recovered(tmp_path: Path) -> None:
     partial = tmp_path / f"{segment_stem('cam', 1_700_000_000)}{PARTIAL}"
-    partial.write_bytes(b"data")
+    data = b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00" + b"\x00\x00\x00\x10moof" + b"\x00" * 8
+    partial.write_bytes(data)
+    # Killed before its first fragment: only a header, nothing to play.
+    empty = tmp_path / f"{segment_stem('cam', 1_700_000_100)}{PARTIAL}"
+    empty.write_bytes(b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00")
     recovered = recover_partials(tmp_path)
     assert [p.name for p in recovered] == ["cam_20231114-221320.000.mp4"]
-    assert recovered[0].read_bytes() == b"data" and not partial.exists()
+    assert recovered[0].read_bytes() == data and not partial.exists()
+    assert not empty.exists() and not empty.with_name(empty.name.replace(PARTIAL, ".mp4")).exists()
