@@ -35,12 +35,14 @@ def recover_partials(directory: Path) -> list[Path]:
     """Renames segments a crash left open; returns their new paths.
 
     A segment killed before its first fragment holds no frame (only the
-    movie header): it is deleted rather than left as an unplayable file.
+    movie header): it is deleted, with its sidecar, rather than left as an
+    unplayable file.
     """
     recovered = []
     for partial in sorted(directory.glob(f"*{PARTIAL}")):
         if not has_fragment(partial):
             partial.unlink()
+            final_path(partial).with_suffix(".jsonl").unlink(missing_ok=True)
             log.warning("removed a segment left open by a previous run before its first frame: %s", partial.name)
             continue
         target = final_path(partial)

@@ -48,7 +48,10 @@ def test_partial_files_are_recovered(tmp_path: Path) -> None:
     # Killed before its first fragment: only a header, nothing to play.
     empty = tmp_path / f"{segment_stem('cam', 1_700_000_100)}{PARTIAL}"
     empty.write_bytes(b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00")
+    empty_sidecar = tmp_path / f"{segment_stem('cam', 1_700_000_100)}.jsonl"
+    empty_sidecar.write_bytes(b"")
     recovered = recover_partials(tmp_path)
     assert [p.name for p in recovered] == ["cam_20231114-221320.000.mp4"]
     assert recovered[0].read_bytes() == data and not partial.exists()
     assert not empty.exists() and not empty.with_name(empty.name.replace(PARTIAL, ".mp4")).exists()
+    assert not empty_sidecar.exists()
