@@ -1,4 +1,4 @@
-"""Trains the bundled demo detector: a small Conditional DETR on the synthetic camera's scenes.
+"""Trains the bundled demo detector: a small Conditional DETR on synthetic shapes, from scratch.
 
 Reproducible (seeded) and CPU-only; saves a Hugging Face checkpoint (config,
 safetensors, preprocessor config, id2label circle/square/triangle) that loads
@@ -6,9 +6,16 @@ with ``from_pretrained`` like any other model::
 
     python scripts/train_demo_model.py --out stream_detect/models/demo
 
-Training images are independent random scenes rendered at several sizes and
-aspect ratios and resized to the input size the image processor produces, so
-the model sees what it will see at inference.
+Training images (``demo_training_data``) are the synthetic camera's scenes and
+a second, independent shape generator over noise and photo-like backgrounds,
+rendered at camera sizes and resized to the input size the image processor
+produces, so the model sees what it will see at inference.
+
+A backbone trained from scratch learns slowly from DETR's set loss alone (one
+matched query per object, through three transformer layers). Two dense heads,
+used in training only and not saved, give it a direct signal on every
+feature cell: CenterNet-style per-class centre heatmaps and box sizes, one on
+the backbone's stride-16 stage and one on the transformer encoder's output.
 """
 
 from __future__ import annotations
@@ -19,23 +26,21 @@ import math
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
+from calibrate_demo_model import calibrate
+from demo_training_data import SHORT_EDGE, WIDE, BatchStream, ShapeCanvas, centre_targets
+from torch import nn
 
 from stream_detect.detect.detr_training import frozen_copy, trainable_backbone
-from stream_detect.evaluation import Truth, mean_average_precision
+from stream_detect.evaluation import Truth, mean_average_precision, precision_recall
 from stream_detect.records import Detections
 from stream_detect.sources.synthetic import LABELS, SyntheticScene
 
-SHORT_EDGE = 192
-INPUT_SIZES = ((341, 192), (256, 192))  # 16:9 and 4:3 at the processor's shortest edge
-RENDER_SIZES = {(341, 192): ((640, 360), (480, 270), (960, 540)), (256, 192): ((640, 480), (320, 240))}
-MEAN = np.array([0.485, 0.456, 0.406], np.float32)
-STD = np.array([0.229, 0.224, 0.225], np.float32)
+CLASSES = len(LABELS)
 
 
-def build_model(seed: int) -> torch.nn.Module:
+def build_model(seed: int, queries: int, decoder_layers: int) -> nn.Module:
     """Conditional DETR, the DETR family member that converges in the time budget.
 
     Plain DETR with the same backbone and sizes stayed at mAP@0.5 < 0.01 after
@@ -52,121 +57,171 @@ def build_model(seed: int) -> torch.nn.Module:
     )
     config = ConditionalDetrConfig(
         backbone_config=backbone, use_timm_backbone=False, use_pretrained_backbone=False,
-        d_model=128, encoder_layers=2, decoder_layers=3, encoder_attention_heads=4, decoder_attention_heads=4,
-        encoder_ffn_dim=256, decoder_ffn_dim=256, num_queries=20, auxiliary_loss=True, dropout=0.0,
+        d_model=128, encoder_layers=2, decoder_layers=decoder_layers, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=256, decoder_ffn_dim=256, num_queries=queries,
+        auxiliary_loss=True, dropout=0.0,
         id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
     )
     return trainable_backbone(ConditionalDetrForObjectDetection(config))
 
 
-class SceneBank:
-    """Synthetic scenes of several sizes, each rendering independent frames."""
+class CentreHead(nn.Module):
+    """Per-class centre heatmap logits and box regression on a feature map (training only)."""
 
-    def __init__(self, seed: int) -> None:
-        self.rng = np.random.default_rng(seed)
-        self.scenes = {
-            (w, h): SyntheticScene(w, h, seed=seed * 100 + i, shapes=5)
-            for i, (w, h) in enumerate(size for sizes in RENDER_SIZES.values() for size in sizes)
-        }
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(inplace=True))
+        self.heatmap = nn.Conv2d(hidden, CLASSES, 1)
+        self.regression = nn.Conv2d(hidden, 4, 1)
+        nn.init.constant_(self.heatmap.bias, -2.19)  # prior 0.1, as CenterNet
 
-    def sample(self, input_size: tuple[int, int]) -> tuple[np.ndarray, list[tuple[int, list[float]]]]:
-        render_sizes = RENDER_SIZES[input_size]
-        scene = self.scenes[render_sizes[int(self.rng.integers(len(render_sizes)))]]
-        image, truths = scene.random_frame()
-        sx, sy = input_size[0] / scene.width, input_size[1] / scene.height
-        resized = cv2.resize(image, input_size, interpolation=cv2.INTER_AREA)
-        objects = [(LABELS.index(t.label), [t.box[0] * sx, t.box[1] * sy, t.box[2] * sx, t.box[3] * sy])
-                   for t in truths]
-        return resized, objects
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden = self.body(features)
+        return self.heatmap(hidden), self.regression(hidden)
 
 
-def to_batch(samples: list[tuple[np.ndarray, list[tuple[int, list[float]]]]]) -> tuple[torch.Tensor, list[dict]]:
-    images = np.stack([s[0] for s in samples]).astype(np.float32) / 255
-    pixels = torch.from_numpy(((images - MEAN) / STD).transpose(0, 3, 1, 2).copy())
-    height, width = images.shape[1:3]
-    targets = []
-    for _, objects in samples:
-        boxes = torch.tensor([box for _, box in objects], dtype=torch.float32).reshape(-1, 4)
-        boxes /= torch.tensor([width, height, width, height])
-        cxcywh = torch.stack([(boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2,
-                              boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], dim=1)
-        targets.append({"class_labels": torch.tensor([k for k, _ in objects], dtype=torch.int64),
-                        "boxes": cxcywh})
-    return pixels, targets
+def centre_loss(head: CentreHead, features: torch.Tensor, targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+    heatmap_logits, regression = head(features)
+    heatmap, wanted, weight = centre_targets(targets, tuple(features.shape[-2:]), CLASSES)  # type: ignore[arg-type]
+    probability = heatmap_logits.sigmoid().clamp(1e-4, 1 - 1e-4)
+    positive = heatmap.eq(1).float()
+    focal = -(positive * (1 - probability) ** 2 * probability.log()
+              + (1 - positive) * (1 - heatmap) ** 4 * probability**2 * (1 - probability).log())
+    objects = positive.sum().clamp(min=1)
+    box = (weight * (regression - wanted).abs()).sum() / objects
+    return focal.sum() / objects + box
+
+
+class TrainingHeads(nn.Module):
+    """The dense heads and the hook that hands them the backbone's stride-16 features."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.backbone_head = CentreHead(128, 64)
+        self.encoder_head = CentreHead(model.config.d_model, 64)
+        self.stride16: torch.Tensor | None = None
+        stages = model.model.backbone.model.encoder.stages
+        stages[2].register_forward_hook(self._keep)
+
+    def _keep(self, _module: nn.Module, _inputs: object, output: torch.Tensor) -> None:
+        self.stride16 = output
+
+    def loss(self, outputs: object, targets: list[dict[str, torch.Tensor]]) -> torch.Tensor:
+        assert self.stride16 is not None
+        stride16, self.stride16 = self.stride16, None
+        memory = outputs.encoder_last_hidden_state  # type: ignore[attr-defined]
+        rows, cols = math.ceil(stride16.shape[-2] / 2), math.ceil(stride16.shape[-1] / 2)
+        grid = memory.transpose(1, 2).reshape(memory.shape[0], memory.shape[2], rows, cols)
+        return centre_loss(self.backbone_head, stride16, targets) + centre_loss(self.encoder_head, grid, targets)
 
 
 def learning_rate(step: int, steps: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
-    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+    return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def evaluate(model: torch.nn.Module, processor: object, frames: int, seed: int) -> dict[str, float]:
-    """mAP@0.5 on held-out frames of the demo camera (640x360), through the image processor."""
+def predict(model: nn.Module, processor: object, image: np.ndarray, threshold: float) -> Detections:
+    inputs = processor(images=[image], return_tensors="pt")  # type: ignore[operator]
+    outputs = model(**inputs)
+    result = processor.post_process_object_detection(  # type: ignore[attr-defined]
+        outputs, threshold=threshold, target_sizes=[image.shape[:2]])[0]
+    return Detections(
+        xyxy=result["boxes"].numpy().astype(np.float32).reshape(-1, 4),
+        confidence=result["scores"].numpy().astype(np.float32),
+        class_id=result["labels"].numpy().astype(np.int64),
+        labels=tuple(LABELS[int(i)] for i in result["labels"]),
+    )
+
+
+def evaluate(model: nn.Module, processor: object, frames: int, seed: int) -> dict[str, float]:
+    """mAP@0.5 on held-out frames of the demo camera (640x360), and precision/recall at score 0.5
+    on held-out :class:`ShapeCanvas` images (640x480), both through the image processor."""
     scene = SyntheticScene(640, 360, seed=seed)
-    detections, truths = [], []
+    canvas = ShapeCanvas(seed + 1)
+    camera: tuple[list[Detections], list[list[Truth]]] = ([], [])
+    other: tuple[list[Detections], list[list[Truth]]] = ([], [])
     model.eval()
     with torch.inference_mode():
         for _ in range(frames):
             for _ in range(7):
                 scene.step()
             image, truth = scene.render()
-            inputs = processor(images=[image], return_tensors="pt")  # type: ignore[operator]
-            outputs = model(**inputs)
-            result = processor.post_process_object_detection(  # type: ignore[attr-defined]
-                outputs, threshold=0.05, target_sizes=[(360, 640)])[0]
-            detections.append(Detections(
-                xyxy=result["boxes"].numpy().astype(np.float32).reshape(-1, 4),
-                confidence=result["scores"].numpy().astype(np.float32),
-                class_id=result["labels"].numpy().astype(np.int64),
-                labels=tuple(LABELS[int(i)] for i in result["labels"]),
-            ))
-            truths.append([Truth(t.label, t.box) for t in truth])
+            camera[0].append(predict(model, processor, image, 0.05))
+            camera[1].append([Truth(t.label, t.box) for t in truth])
+            image, classes, boxes = canvas.render(640, 480)
+            other[0].append(predict(model, processor, image, 0.5))
+            other[1].append([Truth(LABELS[c], tuple(b)) for c, b in zip(classes, boxes.tolist(), strict=True)])
     model.train()
-    return mean_average_precision(detections, truths)
+    precision, recall = precision_recall(*other, iou_threshold=0.5)
+    return {**mean_average_precision(*camera), "other_precision": precision, "other_recall": recall}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=11_000)
+    parser.add_argument("--steps", type=int, default=8_000)
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--lr", type=float, default=4e-4)
+    parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--decoder-layers", type=int, default=3)
+    parser.add_argument("--dense-weight", type=float, default=1.0, help="weight of the training-only dense heads")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--eval-every", type=int, default=2_000)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads; the image generator has its own process (two cores: one each)")
+    parser.add_argument("--eval-every", type=int, default=1_000)
+    parser.add_argument("--eval-frames", type=int, default=60)
+    parser.add_argument("--calibration-images", type=int, default=200, help="0: keep the raw scores")
     args = parser.parse_args()
 
     from transformers import ConditionalDetrImageProcessor
 
     torch.manual_seed(args.seed)
-    bank = SceneBank(args.seed)
-    model = build_model(args.seed)
-    processor = ConditionalDetrImageProcessor(size={"shortest_edge": SHORT_EDGE, "longest_edge": INPUT_SIZES[0][0]})
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
+    torch.set_num_threads(args.threads)
+    model = build_model(args.seed, args.queries, args.decoder_layers)
+    heads = TrainingHeads(model)
+    processor = ConditionalDetrImageProcessor(size={"shortest_edge": SHORT_EDGE, "longest_edge": WIDE[0]})
+    parameters = [*model.parameters(), *heads.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-4)
+    loader = torch.utils.data.DataLoader(BatchStream(args.seed, args.batch_size), batch_size=None, num_workers=1,
+                                         prefetch_factor=4, persistent_workers=True)
     model.train()
     started = time.monotonic()
     history = []
-    for step in range(args.steps):
+    for step, (pixels, targets) in enumerate(loader):
+        if step == args.steps:
+            break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, warmup=300)
-        input_size = INPUT_SIZES[step % 4 == 3]  # one batch in four is 4:3
-        pixels, targets = to_batch([bank.sample(input_size) for _ in range(args.batch_size)])
-        loss = model(pixel_values=pixels, labels=targets).loss
+        outputs = model(pixel_values=pixels, labels=targets)
+        dense = heads.loss(outputs, targets)
+        loss = outputs.loss + args.dense_weight * dense
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        torch.nn.utils.clip_grad_norm_(parameters, 0.1)
         optimizer.step()
-        if step % 200 == 0:
-            print(f"step {step} loss {loss.item():.3f} {time.monotonic() - started:.0f}s", flush=True)
+        if step % 100 == 0:
+            elapsed = time.monotonic() - started
+            print(f"step {step} detr {outputs.loss.item():.3f} dense {dense.item():.3f} {elapsed:.0f}s "
+                  f"{elapsed / (step + 1):.3f}s/step", flush=True)
         if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            scores = evaluate(model, processor, 60, seed=10_000 + args.seed)
-            history.append({"step": step + 1, "minutes": round((time.monotonic() - started) / 60, 1), **scores})
+            scores = evaluate(model, processor, args.eval_frames, seed=10_000 + args.seed)
+            history.append({"step": step + 1, "minutes": round((time.monotonic() - started) / 60, 1),
+                            **{k: round(v, 3) for k, v in scores.items()}})
             print(json.dumps(history[-1]), flush=True)
             frozen_copy(model).save_pretrained(args.out)
             processor.save_pretrained(args.out)
-    (args.out / "training.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                                        "history": history}, indent=2))
+            write_log(args, history)
+    if args.calibration_images:
+        history.append({"calibration": calibrate(args.out, args.calibration_images, seed=20_000 + args.seed)})
+        print(json.dumps(history[-1]), flush=True)
+        write_log(args, history)
+
+
+def write_log(args: argparse.Namespace, history: list[dict]) -> None:
+    (args.out / "training.json").write_text(json.dumps(
+        {"args": {k: str(v) for k, v in vars(args).items()}, "history": history}, indent=2))
 
 
 if __name__ == "__main__":
