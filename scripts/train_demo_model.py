@@ -161,7 +161,7 @@ def evaluate(model: nn.Module, processor: object, frames: int, seed: int) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=8_000)
+    parser.add_argument("--steps", type=int, default=4_000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=4e-4)
     parser.add_argument("--queries", type=int, default=20)
@@ -170,8 +170,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; the image generator has its own process (two cores: one each)")
-    parser.add_argument("--eval-every", type=int, default=1_000)
-    parser.add_argument("--eval-frames", type=int, default=60)
+    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--eval-frames", type=int, default=40)
     parser.add_argument("--calibration-images", type=int, default=200, help="0: keep the raw scores")
     args = parser.parse_args()
 
