@@ -156,6 +156,15 @@ class ModelConfig(_Strict):
     labels: list[str] | None = Field(None, description="Only report these labels.")
     max_batch_size: int = Field(4, ge=1, le=256)
     max_batch_wait_ms: float = Field(5.0, ge=0, le=10_000)
+    backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
+        "torch", description="Inference backend; auto picks the fastest installed one for the device."
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="Compute precision: auto is fp16 on CUDA, fp32 elsewhere."
+    )
+    compile: bool = Field(False, description="torch backend: torch.compile the model (slow first frame per shape).")
+    shortest_edge: int | None = Field(None, ge=16, le=8192, description="Resize images' shorter side to this.")
+    longest_edge: int | None = Field(None, ge=16, le=16384, description="... keeping the longer side at most this.")
 
     @field_validator("device")
     @classmethod

@@ -1,14 +1,17 @@
 """The one device abstraction: where the model runs and in what precision.
 
-Everything GPU-specific lives here: CUDA device selection, fp16, pinned host
-buffers and non-blocking copies. On CPU the same calls are plain copies, so
-the code path is exercised everywhere.
+Everything GPU-specific lives here: CUDA device selection, the precisions a
+device runs well, reusable pinned host buffers and non-blocking copies, and
+NVDEC/NVENC video codecs when FFmpeg and a CUDA device have them. On
+CPU the same calls are plain views, so the code path is exercised everywhere.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 
@@ -16,25 +19,134 @@ from ..errors import ModelError
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
 
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CODEC_CHOICES = ("auto", "software", "nvidia")
+# NVDEC decoders of FFmpeg, by the stream's codec name.
+NVDEC = {"h264": "h264_cuvid", "hevc": "hevc_cuvid", "av1": "av1_cuvid", "vp9": "vp9_cuvid", "mpeg4": "mpeg4_cuvid"}
+NVENC = "h264_nvenc"
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class PinnedBuffers:
+    """Page-locked host buffers, one per shape and dtype, reused frame after frame.
+
+    A copy from pinned memory can run asynchronously (``non_blocking=True``);
+    before a buffer is overwritten, the copy that last read it must have
+    finished, so each buffer keeps the CUDA event recorded after its copy.
+    """
+
+    def __init__(self, max_buffers: int = 16) -> None:
+        self.max_buffers = max_buffers
+        self._buffers: dict[tuple[tuple[int, ...], torch.dtype], tuple[torch.Tensor, torch.cuda.Event | None]] = {}
+        self._lock = threading.Lock()
+
+    def copy_to(self, host: torch.Tensor, device: torch.device) -> torch.Tensor:
+        """``host`` on ``device``, staged through a reused pinned buffer and copied without blocking."""
+        key = (tuple(host.shape), host.dtype)
+        with self._lock:
+            entry = self._buffers.get(key)
+            if entry is None:
+                if len(self._buffers) >= self.max_buffers:
+                    self._buffers.pop(next(iter(self._buffers)))
+                entry = (torch.empty(host.shape, dtype=host.dtype, pin_memory=True), None)
+            buffer, previous = entry
+            if previous is not None:
+                previous.synchronize()  # the last copy out of this buffer is done
+            buffer.copy_(host)
+            on_device = buffer.to(device, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+            self._buffers[key] = (buffer, event)
+        return on_device
+
+    def __len__(self) -> int:
+        return len(self._buffers)
+
 
 @dataclass(frozen=True)
 class Device:
-    """A resolved device and the dtype the model runs in there."""
+    """A resolved device and the dtype the model's weights are kept in there.
+
+    Attributes:
+        torch_device: Where tensors live.
+        dtype: Weights' dtype (fp16 on CUDA, fp32 elsewhere).
+    """
 
     torch_device: torch.device
     dtype: torch.dtype
+    pinned: PinnedBuffers = field(default_factory=PinnedBuffers, compare=False, repr=False)
 
     @property
     def is_cuda(self) -> bool:
         return self.torch_device.type == "cuda"
 
+    @property
+    def type(self) -> str:
+        return self.torch_device.type
+
     def to_device(self, host: torch.Tensor) -> torch.Tensor:
         """Copies a host tensor to the device; pinned and non-blocking on CUDA."""
+        return self.host_to_device(host)
+
+    def host_to_device(self, host: torch.Tensor) -> torch.Tensor:
+        """``host`` on the device: the tensor itself on CPU, a pinned non-blocking copy on CUDA."""
         if not self.is_cuda:
             return host
-        if not host.is_pinned():
-            host = host.pin_memory()
-        return host.to(self.torch_device, non_blocking=True)
+        return self.pinned.copy_to(host, self.torch_device)
+
+    def video_decoder(self, codec: str, requested: str = "auto") -> str | None:
+        """The FFmpeg decoder for a ``codec`` stream: NVDEC (``h264_cuvid``, ...) or None for FFmpeg's own.
+
+        ``auto`` takes NVDEC on CUDA devices when FFmpeg has it; ``nvidia``
+        insists (an error when absent); ``software`` never.
+        """
+        _check_choice(requested)
+        hardware = NVDEC.get(codec)
+        if requested == "software" or (requested == "auto" and not self.is_cuda):
+            return None
+        if hardware is not None and self.is_cuda and codec_available(hardware, "r"):
+            return hardware
+        if requested == "nvidia":
+            raise ModelError(f"no NVDEC decoder for {codec!r} here (needs a CUDA device and FFmpeg with cuvid)")
+        return None
+
+    def video_encoder(self, requested: str = "auto") -> str:
+        """The H.264 encoder: ``h264_nvenc`` on CUDA devices when FFmpeg has it (``auto``/``nvidia``), else libx264."""
+        _check_choice(requested)
+        if requested != "software" and self.is_cuda and codec_available(NVENC, "w"):
+            return NVENC
+        if requested == "nvidia":
+            raise ModelError("h264_nvenc is not available here (needs a CUDA device and FFmpeg with NVENC)")
+        return "libx264"
+
+    def supports(self, precision: str) -> bool:
+        """Whether the device computes in ``precision`` (fp32, bf16, fp16) natively."""
+        if precision == "fp32":
+            return True
+        if self.is_cuda:
+            if precision == "bf16":
+                return bool(torch.cuda.is_bf16_supported())
+            return precision == "fp16"
+        if self.type == "cpu":
+            mkldnn = torch.ops.mkldnn
+            if precision == "bf16":
+                return bool(mkldnn._is_mkldnn_bf16_supported())
+            return bool(mkldnn._is_mkldnn_fp16_supported())
+        return precision == "fp16" and self.type == "mps"
+
+    def compute_dtype(self, precision: str) -> torch.dtype:
+        """The dtype to compute in for ``precision``: ``auto`` is fp16 on CUDA and fp32 elsewhere.
+
+        Raises:
+            ModelError: the device does not compute in that precision.
+        """
+        if precision not in PRECISIONS:
+            raise ModelError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        if precision == "auto":
+            return torch.float16 if self.is_cuda else torch.float32
+        if not self.supports(precision):
+            raise ModelError(f"precision {precision!r} is not supported on {self.torch_device}")
+        return _DTYPES[precision]
 
 
 def resolve_device(spec: str) -> Device:
@@ -71,6 +183,22 @@ def resolve_device(spec: str) -> Device:
     if index is not None:
         raise ModelError(f"device {spec!r}: only CUDA devices take an index")
     return Device(torch.device("cpu"), torch.float32)
+
+
+def codec_available(name: str, mode: Literal["r", "w"]) -> bool:
+    """Whether the FFmpeg that PyAV bundles has codec ``name`` (``mode`` "r": decoder, "w": encoder)."""
+    import av
+
+    try:
+        av.codec.Codec(name, mode)
+    except Exception:  # av raises UnknownCodecError, ValueError, ... by version
+        return False
+    return True
+
+
+def _check_choice(requested: str) -> None:
+    if requested not in CODEC_CHOICES:
+        raise ModelError(f"codec choice {requested!r} is not one of {', '.join(CODEC_CHOICES)}")
 
 
 def _mps_available() -> bool:

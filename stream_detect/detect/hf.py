@@ -1,10 +1,12 @@
 """Any Hugging Face object-detection checkpoint as a :class:`Detector`.
 
-Pre- and post-processing are the checkpoint's own image processor, so answers
-equal ``transformers.pipeline("object-detection")``. A batch is split by image
-size before it reaches the model: images of one size need no padding, so a
-batch of N gives exactly the results of N single images, and the model only
-ever sees a few input shapes (what a compiled backend needs).
+Preprocessing reproduces the checkpoint's own image processor in torch on the
+model's device (or is the processor itself, for families it does not know),
+post-processing is the processor's, so answers equal
+``transformers.pipeline("object-detection")``. A batch is split by image size
+before it reaches the model: images of one size need no padding, so a batch
+of N gives exactly the results of N single images, and the model only ever
+sees a few input shapes (what a compiled backend needs).
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ import torch
 from ..config import ModelConfig
 from ..errors import ModelError
 from ..records import Detections
+from .backends import Backend, BackendOptions, RawOutputs, build_backend
 from .device import Device, resolve_device
+from .preprocess import ModelInputs, TorchPreprocessor, processor_size
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +60,58 @@ def _load_error(model_id: str, error: BaseException) -> ModelError:
     return ModelError(f"cannot load model {model_id!r}{hint}: {text}")
 
 
-class HFDetector:
-    """A transformers object-detection model with its image processor.
+def resize_to(processor: Any, shortest_edge: int | None, longest_edge: int | None) -> None:
+    """Overrides the processor's resize target (the speed/accuracy trade-off); None keeps its own."""
+    if shortest_edge is None and longest_edge is None:
+        return
+    size = processor_size(processor)
+    shortest = shortest_edge or size.get("shortest_edge") or min(size.values())
+    longest = longest_edge or size.get("longest_edge") or max(shortest, round(shortest * 1333 / 800))
+    if longest < shortest:
+        raise ModelError(f"longest edge {longest} is shorter than the shortest edge {shortest}")
+    processor.size = {"shortest_edge": shortest, "longest_edge": longest}
 
-    Use :meth:`load`; the constructor takes already loaded parts.
+
+def chunks(indices: list[int], device: Device) -> list[list[int]]:
+    """Cuts a same-size group into forward calls.
+
+    On CPU one image per call: batching made the per-image time worse there
+    (field notes). Elsewhere power-of-two chunks, so a compiled model sees
+    few batch shapes (a batch of 7 runs as 4 + 2 + 1).
+    """
+    if not device.is_cuda:
+        return [[index] for index in indices]
+    cut: list[list[int]] = []
+    start = 0
+    while start < len(indices):
+        size = 1 << ((len(indices) - start).bit_length() - 1)
+        cut.append(indices[start : start + size])
+        start += size
+    return cut
+
+
+class HFDetector:
+    """A transformers object-detection model: preprocess, run on a backend, post-process.
+
+    Preprocessing is :class:`TorchPreprocessor` on the model's device when it
+    reproduces the checkpoint's processor (DETR family), else the processor
+    itself; the model runs on a :mod:`backend <stream_detect.detect.backends>`;
+    post-processing is the processor's own. Use :meth:`load`; the constructor
+    takes already loaded parts.
     """
 
-    def __init__(self, model: Any, processor: Any, device: Device, model_id: str) -> None:
+    def __init__(self, model: Any, processor: Any, device: Device, model_id: str,
+                 backend: Backend | None = None) -> None:
         self.model = model
         self.processor = processor
         self.device = device
         self.model_id = model_id
         self.labels: dict[int, str] = {int(k): v for k, v in model.config.id2label.items()}
+        self.backend: Backend = backend if backend is not None else build_backend(model, device, BackendOptions())
+        channels_last = bool(getattr(self.backend, "channels_last", False))
+        self.preprocessor = TorchPreprocessor.from_processor(processor, device, channels_last)
+        if self.preprocessor is None:
+            log.info("%s: preprocessing with the checkpoint's processor", type(processor).__name__)
 
     @classmethod
     def load(cls, config: ModelConfig) -> HFDetector:
@@ -92,10 +136,12 @@ class HFDetector:
             model = AutoModelForObjectDetection.from_pretrained(source, revision=config.revision)
         except (OSError, ValueError, KeyError, ImportError, RuntimeError) as error:
             raise _load_error(source, error) from None
+        resize_to(processor, config.shortest_edge, config.longest_edge)
         model.eval()
-        model.to(device.torch_device, dtype=device.dtype)
-        log.info("loaded %s on %s (%s)", source, device.torch_device, str(device.dtype).removeprefix("torch."))
-        return cls(model, processor, device, served_model_id(config))
+        options = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile)
+        backend = build_backend(model, device, options)
+        log.info("loaded %s on %s (%s)", source, device.torch_device, backend.name)
+        return cls(model, processor, device, served_model_id(config), backend)
 
     def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Detections]:
         """Detections of each ``(H, W, 3) uint8`` RGB image scoring above ``threshold``."""
@@ -104,28 +150,40 @@ class HFDetector:
         for index, image in enumerate(images):
             by_size[image.shape[:2]].append(index)
         for (height, width), indices in by_size.items():
-            group = self._detect_same_size([images[i] for i in indices], height, width, threshold)
-            for index, detections in zip(indices, group, strict=True):
-                results[index] = detections
+            for chunk in chunks(indices, self.device):
+                group = self._detect_same_size([images[i] for i in chunk], height, width, threshold)
+                for index, detections in zip(chunk, group, strict=True):
+                    results[index] = detections
         return [r if r is not None else Detections.empty() for r in results]
 
     @torch.inference_mode()
     def _detect_same_size(
         self, images: list[np.ndarray], height: int, width: int, threshold: float
     ) -> list[Detections]:
-        inputs = self.processor(images=images, return_tensors="pt")
-        model_inputs = {
-            name: self.device.to_device(tensor).to(self.device.dtype) if tensor.is_floating_point()
-            else self.device.to_device(tensor)
-            for name, tensor in inputs.items()
-        }
-        outputs = self.model(**model_inputs)
-        for name in ("logits", "pred_boxes"):
-            value = getattr(outputs, name, None)
-            if value is not None:
-                setattr(outputs, name, value.float())
+        outputs = self.forward(self.preprocess(images))
+        return self.postprocess(outputs, [(height, width)] * len(images), threshold)
+
+    @torch.inference_mode()
+    def preprocess(self, images: Sequence[np.ndarray]) -> ModelInputs:
+        """The model's inputs for ``(H, W, 3) uint8`` RGB images, on the model's device."""
+        if self.preprocessor is not None:
+            return self.preprocessor(images)
+        inputs = self.processor(images=list(images), return_tensors="pt")
+        pixel_values = self.device.host_to_device(inputs["pixel_values"])
+        mask = inputs.get("pixel_mask")
+        if mask is None:
+            mask = torch.ones((pixel_values.shape[0], *pixel_values.shape[-2:]), dtype=torch.int64)
+        return ModelInputs(pixel_values, self.device.host_to_device(mask))
+
+    def forward(self, inputs: ModelInputs) -> RawOutputs:
+        """Runs the model on the backend."""
+        return self.backend(inputs)
+
+    @torch.inference_mode()
+    def postprocess(self, outputs: RawOutputs, sizes: Sequence[tuple[int, int]], threshold: float) -> list[Detections]:
+        """The processor's post-processing, then :meth:`to_detections`; ``sizes`` are ``(height, width)``."""
         processed = self.processor.post_process_object_detection(
-            outputs, threshold=threshold, target_sizes=[(height, width)] * len(images)
+            outputs, threshold=threshold, target_sizes=list(sizes)
         )
         return [self.to_detections(result) for result in processed]
 
@@ -143,6 +201,7 @@ class HFDetector:
         )
 
     def close(self) -> None:
+        self.backend.close()
         self.model = None
         if self.device.is_cuda:
             torch.cuda.empty_cache()

@@ -25,3 +25,35 @@ def test_cuda_without_cuda_is_a_clear_error(spec: str) -> None:
 def test_bad_specs_are_refused(spec: str) -> None:
     with pytest.raises(ModelError, match=repr(spec)):
         resolve_device(spec)
+
+
+def test_precision_per_device() -> None:
+    cpu = resolve_device("cpu")
+    assert cpu.compute_dtype("auto") == torch.float32
+    assert cpu.compute_dtype("fp32") == torch.float32
+    for precision, dtype in (("bf16", torch.bfloat16), ("fp16", torch.float16)):
+        if cpu.supports(precision):
+            assert cpu.compute_dtype(precision) == dtype
+        else:
+            with pytest.raises(ModelError, match=f"'{precision}' is not supported on cpu"):
+                cpu.compute_dtype(precision)
+    with pytest.raises(ModelError, match="'int4'"):
+        cpu.compute_dtype("int4")
+
+
+def test_cpu_skips_the_pinned_staging_buffers() -> None:
+    cpu = resolve_device("cpu")
+    host = torch.arange(12, dtype=torch.uint8).reshape(2, 2, 3)
+    assert cpu.host_to_device(host) is host  # no copy, no pinned memory
+    assert len(cpu.pinned) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_reuses_one_pinned_buffer_per_shape() -> None:
+    cuda = resolve_device("cuda")
+    assert cuda.compute_dtype("auto") == torch.float16
+    for value in range(3):
+        host = torch.full((4, 5, 3), value, dtype=torch.uint8)
+        on_device = cuda.host_to_device(host)
+        assert on_device.device.type == "cuda" and int(on_device.max()) == value
+    assert len(cuda.pinned) == 1

@@ -1,0 +1,124 @@
+"""Inference backends: the one step that varies, running the model on a preprocessed batch.
+
+Every backend turns :class:`~stream_detect.detect.preprocess.ModelInputs`
+into :class:`RawOutputs` (DETR's ``logits`` and ``pred_boxes``, fp32), so
+pre- and post-processing are shared and answers stay those of the
+checkpoint's own processor. Kinds:
+
+- ``torch``: eager PyTorch; channels_last, autocast to bf16/fp16 where the
+  device computes in them, optionally ``torch.compile`` (one graph per input
+  shape; batches are cut into power-of-two chunks so few shapes occur);
+- ``onnx``: ONNX Runtime on a dynamic-shape export (``pip install
+  stream-detect[onnx]``);
+- ``openvino``: OpenVINO on CPU (``pip install stream-detect[openvino]``).
+
+``auto`` picks the fastest kind available for the device (measured on CPU:
+OpenVINO, then ONNX Runtime, then torch; on CUDA: torch) and falls back to
+the next when one cannot take the model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from ...errors import ModelError
+from ..device import Device
+from ..preprocess import ModelInputs
+
+log = logging.getLogger(__name__)
+
+KINDS = ("auto", "torch", "onnx", "openvino")
+_MODULES = {"onnx": "onnxruntime", "openvino": "openvino"}
+_PREFERENCE = {"cpu": ("openvino", "onnx", "torch"), "cuda": ("torch",), "mps": ("torch",)}
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """How the model runs.
+
+    Attributes:
+        kind: ``auto``, ``torch``, ``onnx`` or ``openvino``.
+        precision: ``auto`` (fp16 on CUDA, fp32 elsewhere), ``fp32``, ``bf16`` or ``fp16``.
+        channels_last: torch: keep convolution activations in NHWC (faster on CPU and tensor cores).
+        compile: torch: ``torch.compile`` the model (slow first call per input shape).
+    """
+
+    kind: str = "torch"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+
+
+@dataclass
+class RawOutputs:
+    """What post-processing reads: ``logits (B, Q, C+1)`` and ``pred_boxes (B, Q, 4)``, fp32."""
+
+    logits: torch.Tensor
+    pred_boxes: torch.Tensor
+
+
+class Backend(Protocol):
+    """Runs the model on a preprocessed batch."""
+
+    name: str
+
+    def __call__(self, inputs: ModelInputs) -> RawOutputs: ...
+
+    def close(self) -> None: ...
+
+
+def installed(kind: str) -> bool:
+    """Whether the optional runtime ``kind`` needs is importable (torch always is)."""
+    module = _MODULES.get(kind)
+    return module is None or importlib.util.find_spec(module) is not None
+
+
+def available_kinds(device: Device) -> list[str]:
+    """The backend kinds that can run on ``device`` here, fastest first."""
+    return [kind for kind in _PREFERENCE.get(device.type, ("torch",)) if installed(kind)]
+
+
+def build_backend(model: Any, device: Device, options: BackendOptions) -> Backend:
+    """The backend ``options`` asks for; ``auto`` tries :func:`available_kinds` in order.
+
+    Raises:
+        ModelError: an unknown kind, a runtime that is not installed, or a
+            model it cannot run.
+    """
+    if options.kind not in KINDS:
+        raise ModelError(f"backend {options.kind!r} is not one of {', '.join(KINDS)}")
+    if options.kind != "auto":
+        return _build(options.kind, model, device, options)
+    candidates = available_kinds(device)
+    for kind in candidates:
+        try:
+            return _build(kind, model, device, options)
+        except ModelError as error:
+            if kind == candidates[-1]:
+                raise
+            log.warning("backend %s unavailable (%s); trying the next", kind, error)
+    raise ModelError(f"no backend available on {device.torch_device}")
+
+
+def _build(kind: str, model: Any, device: Device, options: BackendOptions) -> Backend:
+    if not installed(kind):
+        raise ModelError(f"backend {kind!r} needs {_MODULES[kind]}: pip install 'stream-detect[{kind}]'")
+    if kind == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(model, device, options)
+    if kind == "onnx":
+        from .onnx import OnnxBackend
+
+        return OnnxBackend(model, device, options)
+    from .openvino import OpenVinoBackend
+
+    return OpenVinoBackend(model, device, options)
+
+
+__all__ = ["Backend", "BackendOptions", "RawOutputs", "available_kinds", "build_backend", "installed"]
