@@ -29,6 +29,13 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threshold", type=float, help="minimum score, 0-1 (default: 0.5)")
     group.add_argument("--labels", help="comma-separated labels to report (default: all)")
     group.add_argument("--max-batch-size", type=int, help="frames per detector batch (default: 4)")
+    group.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"],
+                       help="inference backend; auto: the fastest installed for the device (default: torch)")
+    group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+                       help="compute precision (default: auto: fp16 on CUDA, fp32 elsewhere)")
+    group.add_argument("--compile", action="store_const", const=True, help="torch backend: torch.compile the model")
+    group.add_argument("--shortest-edge", type=int, help="resize frames' shorter side to this (default: the model's)")
+    group.add_argument("--longest-edge", type=int, help="... and their longer side to at most this")
 
 
 def _serve_options(parser: argparse.ArgumentParser) -> None:
@@ -60,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     annotate.add_argument("--output", "-o", required=True, metavar="OUT.mp4")
     annotate.add_argument("--jsonl", metavar="OUT.jsonl", help="also write each frame's detections as JSON Lines")
     annotate.add_argument("--config", help="YAML configuration file (its model section is used)")
+    annotate.add_argument("--decoder", choices=["auto", "software", "nvidia"], default="auto",
+                          help="video decoder: auto takes NVDEC on CUDA devices when present (default: auto)")
+    annotate.add_argument("--encoder", choices=["auto", "software", "nvidia"], default="auto",
+                          help="video encoder: auto takes NVENC on CUDA devices when present (default: auto)")
     _model_options(annotate)
 
     demo = commands.add_parser("demo", help="offline demo: synthetic camera, bundled model, dashboard")
@@ -70,6 +81,23 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("images", nargs="+", metavar="IMAGE")
     detect.add_argument("--config", help="YAML configuration file (its model section is used)")
     _model_options(detect)
+
+    bench = commands.add_parser("bench", help="measure throughput, latency and per-stage costs on this machine")
+    bench.add_argument("--random-weights", action="store_true",
+                       help="a local DETR-R50 (facebook/detr-resnet-50's architecture, random weights): offline")
+    bench.add_argument("--size", default="1280x720", metavar="WxH", help="input frame size (default: 1280x720)")
+    bench.add_argument("--runs", type=int, default=5, help="timed forward calls per backend (default: 5)")
+    bench.add_argument("--stage-frames", type=int, default=5, help="frames for per-stage costs (default: 5)")
+    bench.add_argument("--file-frames", type=int, default=20, help="frames annotated in file mode (default: 20)")
+    bench.add_argument("--naive-frames", type=int, default=5, help="frames of the naive baseline (default: 5)")
+    bench.add_argument("--live-seconds", type=float, default=30, help="live mode measuring window (default: 30)")
+    bench.add_argument("--live-warmup", type=float, default=3, help="live mode: seconds ignored first (default: 3)")
+    bench.add_argument("--backends", default="torch,onnx,openvino", help="backend kinds to time (default: all)")
+    bench.add_argument("--with-compile", action="store_true", help="also time torch.compile (slow cold compile)")
+    bench.add_argument("--skip", default="", help="comma-separated parts to skip: forward,stages,file,naive,live")
+    bench.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-': stdout)")
+    bench.add_argument("--config", help="YAML configuration file (its model section is used)")
+    _model_options(bench)
     return parser
 
 
@@ -80,7 +108,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     model = data.setdefault("model", {})
     for option, key in (
         ("model", "id"), ("revision", "revision"), ("device", "device"),
-        ("threshold", "threshold"), ("max_batch_size", "max_batch_size"),
+        ("threshold", "threshold"), ("max_batch_size", "max_batch_size"), ("backend", "backend"),
+        ("precision", "precision"), ("compile", "compile"), ("shortest_edge", "shortest_edge"),
+        ("longest_edge", "longest_edge"),
     ):
         value = getattr(args, option, None)
         if value is not None:
@@ -124,10 +154,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .commands.detect import detect
 
             return detect(config.model, args.images)
-        if args.command == "annotate":
-            from .commands.annotate import annotate
+        if args.command == "bench":
+            from .commands.bench import bench, options_from_args
 
-            return annotate(config.model, args.input, args.output, args.jsonl)
+            return bench(options_from_args(args, config.model))
+        if args.command == "annotate":
+            from .commands.annotate import VideoCodecs, annotate
+
+            codecs = VideoCodecs(decoder=args.decoder, encoder=args.encoder)
+            return annotate(config.model, args.input, args.output, args.jsonl, codecs=codecs)
     except ConfigError as error:
         print(f"stream-detect: error: {redact(str(error))}", file=sys.stderr)
         return EXIT_USAGE

@@ -24,6 +24,7 @@ import orjson
 from ..config import ModelConfig
 from ..detect import load_detector
 from ..detect.base import Detector
+from ..detect.device import resolve_device
 from ..errors import SourceError, SourceOpenError
 from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
 from ..record.writer import VideoWriter
@@ -48,9 +49,37 @@ def _open(path: str) -> Any:
         raise SourceOpenError(f"cannot open {path!r}: {getattr(error, 'strerror', None) or error}") from None
 
 
+@dataclass(frozen=True)
+class VideoCodecs:
+    """Which video codecs ``annotate`` uses: ``auto`` (NVDEC/NVENC on CUDA devices when present),
+    ``software`` (FFmpeg's decoder, libx264) or ``nvidia`` (insist on NVDEC/NVENC)."""
+
+    decoder: str = "auto"
+    encoder: str = "auto"
+
+
+@dataclass(frozen=True)
+class _Codecs:
+    hardware_decoder: Any  # a PyAV codec context, or None for the stream's own decoder
+    encoder: str
+
+
+def _resolve_codecs(config: ModelConfig, video: Any, codecs: VideoCodecs) -> _Codecs:
+    device = resolve_device(config.device)
+    name = device.video_decoder(video.codec_context.name, codecs.decoder)
+    context = None
+    if name is not None:
+        context = av.CodecContext.create(name, "r")
+        context.extradata = video.codec_context.extradata
+    return _Codecs(context, device.video_encoder(codecs.encoder))
+
+
 def _decode(container: Any, video: Any, audio: Any, queue: FrameQueue[_Item], stop: threading.Event,
-            errors: list[BaseException]) -> None:
-    """Decode thread: pictures and audio packets, in file order, into ``queue``."""
+            errors: list[BaseException], hardware: Any = None) -> None:
+    """Decode thread: pictures and audio packets, in file order, into ``queue``.
+
+    ``hardware``: a decoder context (NVDEC) used instead of the stream's own.
+    """
     rate = video.average_rate or video.guessed_rate or Fraction(25)
     first: float | None = None
     index = 0
@@ -63,7 +92,7 @@ def _decode(container: Any, video: Any, audio: Any, queue: FrameQueue[_Item], st
                 if packet.dts is not None:
                     _put(queue, packet, stop)
                 continue
-            for frame in packet.decode():
+            for frame in (hardware.decode(packet) if hardware is not None else packet.decode()):
                 time_s = frame.time if frame.time is not None else index / float(rate)
                 first = time_s if first is None else first
                 picture = _Picture(index, frame.to_ndarray(format="rgb24"), time_s - first)
@@ -143,8 +172,13 @@ class _Annotator:
         batch.clear()
 
 
-def annotate(config: ModelConfig, input_path: str, output: str, jsonl_path: str | None) -> int:
-    """Annotates every frame of ``input_path`` into ``output``; returns the exit code."""
+def annotate(config: ModelConfig, input_path: str, output: str, jsonl_path: str | None,
+             detector: Detector | None = None, codecs: VideoCodecs = VideoCodecs()) -> int:
+    """Annotates every frame of ``input_path`` into ``output``; returns the exit code.
+
+    ``detector``: an already loaded one (``bench``), left open; by default
+    ``config``'s model is loaded and closed.
+    """
     container = _open(input_path)
     try:
         if not container.streams.video:
@@ -154,26 +188,29 @@ def annotate(config: ModelConfig, input_path: str, output: str, jsonl_path: str 
         audio = container.streams.audio[0] if container.streams.audio else None
         rate = video.average_rate or video.guessed_rate or Fraction(25)
         total = video.frames or (round(float(video.duration * video.time_base) * rate) if video.duration else None)
-        detector = load_detector(config)
+        chosen = _resolve_codecs(config, video, codecs)
+        if detector is not None:
+            return _annotate(container, video, audio, rate, total, detector, config, output, jsonl_path, chosen)
+        loaded = load_detector(config)
         try:
-            return _annotate(container, video, audio, rate, total, detector, config, output, jsonl_path)
+            return _annotate(container, video, audio, rate, total, loaded, config, output, jsonl_path, chosen)
         finally:
-            detector.close()
+            loaded.close()
     finally:
         container.close()
 
 
 def _annotate(container: Any, video: Any, audio: Any, rate: Fraction, total: int | None, detector: Detector,
-              config: ModelConfig, output: str, jsonl_path: str | None) -> int:
+              config: ModelConfig, output: str, jsonl_path: str | None, codecs: _Codecs) -> int:
     queue: FrameQueue[_Item] = FrameQueue(max(8, 2 * config.max_batch_size), DropPolicy.BLOCK)
     stop = threading.Event()
     errors: list[BaseException] = []
     decoder = threading.Thread(
-        target=_decode, args=(container, video, audio, queue, stop, errors), name="decode"
+        target=_decode, args=(container, video, audio, queue, stop, errors, codecs.hardware_decoder), name="decode"
     )
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     writer = VideoWriter(Path(output), video.codec_context.width, video.codec_context.height, rate,
-                         fragmented=False, audio_template=audio)
+                         encoder=codecs.encoder, fragmented=False, audio_template=audio)
     jsonl = open(jsonl_path, "wb") if jsonl_path else None  # noqa: SIM115 - closed below
     annotator = _Annotator(detector, config, writer, jsonl)
     decoder.start()

@@ -57,3 +57,26 @@ def test_cuda_reuses_one_pinned_buffer_per_shape() -> None:
         on_device = cuda.host_to_device(host)
         assert on_device.device.type == "cuda" and int(on_device.max()) == value
     assert len(cuda.pinned) == 1
+
+
+def test_video_codecs_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_detect.detect import device as device_module
+    from stream_detect.detect.device import Device
+
+    cpu = resolve_device("cpu")
+    assert cpu.video_decoder("h264") is None and cpu.video_encoder() == "libx264"
+    with pytest.raises(ModelError, match="NVDEC"):
+        cpu.video_decoder("h264", "nvidia")
+    with pytest.raises(ModelError, match="h264_nvenc"):
+        cpu.video_encoder("nvidia")
+    with pytest.raises(ModelError, match="'vaapi'"):
+        cpu.video_decoder("h264", "vaapi")
+    # A CUDA device whose FFmpeg has NVDEC/NVENC (structure only: nothing is opened).
+    cuda = Device(torch.device("cuda", 0), torch.float16)
+    monkeypatch.setattr(device_module, "codec_available", lambda name, mode: True)
+    assert cuda.video_decoder("h264") == "h264_cuvid" and cuda.video_decoder("hevc") == "hevc_cuvid"
+    assert cuda.video_decoder("h264", "software") is None
+    assert cuda.video_decoder("mjpeg") is None  # no NVDEC decoder for it: FFmpeg's own
+    assert cuda.video_encoder() == "h264_nvenc" and cuda.video_encoder("software") == "libx264"
+    monkeypatch.setattr(device_module, "codec_available", lambda name, mode: False)
+    assert cuda.video_decoder("h264") is None and cuda.video_encoder() == "libx264"

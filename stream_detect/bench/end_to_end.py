@@ -1,0 +1,185 @@
+"""(b, c, d) End to end: ``annotate`` on a file, ``run`` with a websocket client, the naive loop."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..config import ModelConfig
+from ..detect.hf import HFDetector
+from .timing import percentile
+
+
+@dataclass(frozen=True)
+class Throughput:
+    frames: int
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+def file_mode(detector: HFDetector, config: ModelConfig, clip: Path, frames: int) -> Throughput:
+    """(b) ``stream-detect annotate`` on ``clip`` (``frames`` frames) with the already loaded ``detector``."""
+    from ..commands.annotate import annotate
+
+    with tempfile.TemporaryDirectory(prefix="stream-detect-bench-") as directory:
+        started = time.perf_counter()
+        annotate(config, str(clip), str(Path(directory) / "annotated.mp4"), None, detector=detector)
+        return Throughput(frames, time.perf_counter() - started)
+
+
+def naive(model_dir: str, size: dict[str, int], device: str, clip: Path, frames: int,
+          threshold: float) -> Throughput:
+    """(c) What a user writes by hand: OpenCV reads, ``transformers.pipeline`` per frame, cv2 draws and writes.
+
+    The first frame is a warm-up and is not counted.
+    """
+    import cv2
+    from PIL import Image
+    from transformers import AutoImageProcessor, pipeline
+
+    processor = AutoImageProcessor.from_pretrained(model_dir)
+    processor.size = size
+    detect = pipeline("object-detection", model=model_dir, image_processor=processor, device=device)
+    capture = cv2.VideoCapture(str(clip))
+    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    with tempfile.TemporaryDirectory(prefix="stream-detect-bench-") as directory:
+        writer = cv2.VideoWriter(str(Path(directory) / "naive.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), 25,
+                                 (width, height))
+        counted, started = 0, 0.0
+        try:
+            for index in range(frames + 1):
+                ok, bgr = capture.read()
+                if not ok:
+                    break
+                if index == 1:
+                    started = time.perf_counter()
+                rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                for found in detect(rgb, threshold=threshold):
+                    box = found["box"]
+                    cv2.rectangle(bgr, (box["xmin"], box["ymin"]), (box["xmax"], box["ymax"]), (0, 255, 0), 2)
+                    cv2.putText(bgr, f"{found['label']} {found['score']:.2f}", (box["xmin"], box["ymin"] - 4),
+                                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)
+                writer.write(bgr)
+                counted += index >= 1
+        finally:
+            writer.release()
+            capture.release()
+    return Throughput(counted, time.perf_counter() - started)
+
+
+@dataclass
+class LiveResult:
+    """(b, d) ``run`` on a realtime source with a websocket client attached."""
+
+    frames: int
+    seconds: float
+    latency_ms: dict[str, float]
+    drift_ms: float
+    source_fps: float
+    dropped: int
+    latencies_ms: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+def live_mode(model: dict[str, Any], clip: Path, seconds: float, warmup_s: float = 3.0,
+              load_timeout_s: float = 900.0) -> LiveResult:
+    """Runs ``stream-detect run`` on ``clip`` paced like a camera (looped) and listens on ``/ws``.
+
+    Latency is the message's ``emitted_at - captured_at``; drift is the median
+    latency of the last third of the window minus that of the first third.
+    """
+    import httpx
+    from websockets.sync.client import connect
+
+    source = {"kind": "file", "id": "cam1", "path": str(clip), "realtime": True, "loop": True}
+    config = {"model": model, "sources": [source], "server": {"port": 0, "client_queue_size": 64}}
+    with tempfile.TemporaryDirectory(prefix="stream-detect-bench-") as directory:
+        path = Path(directory) / "live.yaml"
+        path.write_text(yaml.safe_dump(config))
+        log = open(Path(directory) / "run.log", "w+")  # noqa: SIM115 - closed below
+        process = subprocess.Popen(
+            [sys.executable, "-m", "stream_detect", "--log-level", "WARNING", "run", "--config", str(path)],
+            stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if "serving on" not in line:
+                log.seek(0)
+                raise RuntimeError(f"stream-detect run did not start: {log.read()[-2000:]}")
+            base = line.strip().rsplit(" ", 1)[1]
+            _wait_ready(httpx, base, load_timeout_s)
+            messages = _listen(connect, base.replace("http://", "ws://") + "/ws", warmup_s, seconds)
+            stream = httpx.get(f"{base}/streams", timeout=10).json()["streams"][0]
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+            log.close()
+    return _summarise(messages, seconds, stream)
+
+
+def _wait_ready(httpx: Any, base: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            response = httpx.get(f"{base}/healthz", timeout=5)
+            if response.status_code == 200:
+                return
+            if "failed" in response.text:
+                raise RuntimeError(f"the model failed to load: {response.text}")
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"the model did not load within {timeout_s:.0f} s")
+
+
+def _listen(connect: Any, url: str, warmup_s: float, seconds: float) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = []
+    with connect(url, open_timeout=10, max_size=None) as ws:
+        started = time.monotonic()
+        counting_from = started + warmup_s
+        while (now := time.monotonic()) < counting_from + seconds:
+            try:
+                message = json.loads(ws.recv(timeout=max(0.01, counting_from + seconds - now)))
+            except TimeoutError:
+                break
+            if message.get("type") == "detections" and time.monotonic() >= counting_from:
+                messages.append(message)
+    return messages
+
+
+def _summarise(messages: list[dict[str, Any]], seconds: float, stream: dict[str, Any]) -> LiveResult:
+    latencies = [(m["emitted_at"] - m["captured_at"]) * 1000 for m in messages]
+    third = max(1, len(latencies) // 3)
+    drift = percentile(latencies[-third:], 50) - percentile(latencies[:third], 50) if latencies else float("nan")
+    span = messages[-1]["emitted_at"] - messages[0]["emitted_at"] if len(messages) > 1 else seconds
+    return LiveResult(
+        frames=max(0, len(messages) - 1) if len(messages) > 1 else len(messages),
+        seconds=span,
+        latency_ms={q: percentile(latencies, float(q[1:])) for q in ("p50", "p90", "p99")}
+        | {"max": max(latencies, default=float("nan"))},
+        drift_ms=drift,
+        source_fps=float(stream.get("source_fps") or 0.0),
+        dropped=int(stream.get("frames_dropped") or 0),
+        latencies_ms=latencies,
+    )

@@ -1,0 +1,79 @@
+"""What a bench run measures on: a model directory and a video clip, both made locally."""
+
+from __future__ import annotations
+
+import fractions
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from ..sources.synthetic import SyntheticScene
+
+# facebook/detr-resnet-50's label table (COCO's 91 ids, gaps as N/A).
+_LABEL_TEXT = (
+    "N/A person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant N/A stop_sign "
+    "parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe N/A backpack umbrella N/A N/A "
+    "handbag tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard "
+    "tennis_racket bottle N/A wine_glass cup fork knife spoon bowl banana apple sandwich orange broccoli carrot "
+    "hot_dog pizza donut cake chair couch potted_plant bed N/A dining_table N/A N/A toilet N/A tv laptop mouse "
+    "remote keyboard cell_phone microwave oven toaster sink refrigerator N/A book clock vase scissors teddy_bear "
+    "hair_drier toothbrush"
+)
+COCO_LABELS = tuple(_LABEL_TEXT.split())
+
+
+def random_detr_r50(directory: Path) -> Path:
+    """Saves a DETR with facebook/detr-resnet-50's published architecture and random weights.
+
+    A timm ResNet-50 backbone, 6+6 transformer layers of width 256, 100
+    queries, 91 COCO labels, and the default processor (shortest edge 800,
+    longest 1333). Speed does not depend on the weights; nothing is downloaded.
+    """
+    from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor
+
+    if (directory / "config.json").exists():
+        return directory
+    labels = {i: name.replace("_", " ") for i, name in enumerate(COCO_LABELS)}
+    # The backbone as published: a timm ResNet-50, named, never downloaded.
+    backbone: dict[str, Any] = {"use_timm_backbone": True, "backbone": "resnet50", "use_pretrained_backbone": False}
+    config = DetrConfig(
+        **backbone, num_queries=100, d_model=256, encoder_layers=6, decoder_layers=6,
+        encoder_ffn_dim=2048, decoder_ffn_dim=2048,
+        encoder_attention_heads=8, decoder_attention_heads=8, id2label=labels,
+        label2id={name: i for i, name in labels.items()},
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    DetrForObjectDetection(config).eval().save_pretrained(directory)
+    DetrImageProcessor().save_pretrained(directory)
+    return directory
+
+
+def write_clip(path: Path, width: int, height: int, frames: int, rate: int = 25) -> Path:
+    """An H.264 MP4 of the synthetic camera's moving shapes (libx264, yuv420p, a keyframe a second)."""
+    scene = SyntheticScene(width, height, seed=1)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "g": str(rate)}
+        for index in range(frames):
+            image, _ = scene.next_frame()
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = index, fractions.Fraction(1, rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def decode_frames(path: Path, count: int) -> list[np.ndarray]:
+    """The first ``count`` frames of ``path`` as ``(H, W, 3) uint8`` RGB arrays."""
+    images = []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            images.append(frame.to_ndarray(format="rgb24"))
+            if len(images) >= count:
+                break
+    return images
