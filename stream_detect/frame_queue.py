@@ -87,6 +87,23 @@ class FrameQueue(Generic[T]):
                 raise QueueClosed
             return None
 
+    def get_freshest_nowait(self) -> T | None:
+        """Returns the newest item and drops (and counts) the older ones; None when
+        empty. Raises QueueClosed when the queue is closed and drained.
+
+        What a live stream's consumer wants: the frame closest to now.
+        """
+        with self._not_full:
+            if self._items:
+                item = self._items.pop()
+                self.dropped += len(self._items)
+                self._items.clear()
+                self._not_full.notify_all()
+                return item
+            if self._closed:
+                raise QueueClosed
+            return None
+
     def close(self) -> None:
         """No more puts; wakes every waiter. Items already queued stay readable."""
         with self._not_full:

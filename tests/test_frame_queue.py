@@ -56,3 +56,15 @@ def test_close_wakes_blocked_producer_and_drains() -> None:
     assert queue.get_nowait() == 7
     with pytest.raises(QueueClosed):
         queue.get_nowait()
+
+
+def test_get_freshest_drops_and_counts_the_older_items() -> None:
+    queue: FrameQueue[int] = FrameQueue(3, DropPolicy.DROP_OLDEST)
+    for value in range(3):
+        queue.put(value)
+    assert queue.get_freshest_nowait() == 2
+    assert queue.dropped == 2 and len(queue) == 0
+    assert queue.get_freshest_nowait() is None
+    queue.close()
+    with pytest.raises(QueueClosed):
+        queue.get_freshest_nowait()

@@ -38,6 +38,8 @@ class Lane(Protocol[T]):
 
     name: str
     queue: FrameQueue[T]
+    # Optional ``freshest_only: bool`` attribute: a live lane gives one frame per
+    # batch, its newest, and the older ones are dropped (and counted).
 
     def image(self, item: T) -> np.ndarray:
         """The ``(H, W, 3) uint8`` RGB image of ``item``."""
@@ -192,8 +194,13 @@ class DetectorWorker:
             with self.wakeup:
                 self.wakeup.wait(0.2)
 
-    def _take_round(self, limit: int) -> list[_Entry[Any]]:
-        """Takes at most one item from each lane, starting at a rotating lane."""
+    def _take_round(self, limit: int, served: set[int] | None = None) -> list[_Entry[Any]]:
+        """Takes at most one item from each lane, starting at a rotating lane.
+
+        A live lane (``freshest_only``) gives its newest frame, once per batch
+        (``served`` holds the ids of live lanes already in it): a second frame
+        of the same camera would only wait a whole forward pass behind the first.
+        """
         with self._lanes_lock:
             lanes = list(self._lanes)
         if not lanes:
@@ -203,8 +210,13 @@ class DetectorWorker:
         for lane in lanes[start:] + lanes[:start]:
             if len(taken) >= limit:
                 break
+            live = bool(getattr(lane, "freshest_only", False))
+            if live and served is not None and id(lane) in served:
+                continue
             try:
-                item = lane.queue.get_nowait()
+                item = lane.queue.get_freshest_nowait() if live else lane.queue.get_nowait()
+                if live and item is not None and served is not None:
+                    served.add(id(lane))
             except QueueClosed:
                 self.remove_lane(lane)
                 continue
@@ -214,10 +226,11 @@ class DetectorWorker:
 
     def _collect(self) -> list[_Entry[Any]]:
         batch: list[_Entry[Any]] = []
+        served: set[int] = set()
         deadline: float | None = None
         self._next_lane += 1
         while len(batch) < self.max_batch_size and not self._stop.is_set():
-            taken = self._take_round(self.max_batch_size - len(batch))
+            taken = self._take_round(self.max_batch_size - len(batch), served)
             batch.extend(taken)
             if len(batch) >= self.max_batch_size:
                 break
@@ -233,13 +246,15 @@ class DetectorWorker:
             else:
                 timeout = 0.25
             with self.wakeup:
-                if not self._any_waiting():
+                if not self._any_waiting(served):
                     self.wakeup.wait(timeout)
         return batch
 
-    def _any_waiting(self) -> bool:
+    def _any_waiting(self, served: set[int] | None = None) -> bool:
+        """Whether a lane has something to take now (live lanes already in the batch aside)."""
+        served = served or set()
         with self._lanes_lock:
-            return any(len(lane.queue) or lane.queue.closed for lane in self._lanes)
+            return any((len(lane.queue) and id(lane) not in served) or lane.queue.closed for lane in self._lanes)
 
     def _process(self, detector: Detector, batch: list[_Entry[Any]]) -> None:
         thresholds = [entry.lane.threshold(entry.item) for entry in batch]

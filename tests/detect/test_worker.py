@@ -171,3 +171,29 @@ def test_closed_lane_is_removed_and_load_failure_is_reported() -> None:
     finally:
         worker.stop()
         assert worker.join(5)
+
+
+@pytest.mark.timeout(20)
+def test_a_live_lane_gives_its_freshest_frame_once_per_batch() -> None:
+    detector = ScoreDetector(delay_s=0.05)
+    worker, stats = make_worker(detector, max_batch_size=4)
+    camera = ListLane("camera", worker.wakeup)
+    camera.queue = FrameQueue(2, DropPolicy.DROP_OLDEST, worker.wakeup)
+    camera.freshest_only = True  # type: ignore[attr-defined]
+    file = ListLane("file", worker.wakeup)
+    camera.expected, file.expected = 1, 3
+    for value in (10, 20, 30):  # the queue keeps 20 and 30
+        camera.queue.put(value)
+    for value in (1, 2, 3):
+        file.queue.put(value)
+    worker.add_lane(camera)
+    worker.add_lane(file)
+    worker.start()
+    try:
+        assert camera.done.wait(5) and file.done.wait(5)
+    finally:
+        worker.stop()
+        assert worker.join(5)
+    assert list(camera.results) == [30]  # the newest, not the oldest still queued
+    assert camera.queue.dropped == 2  # 10 by the full queue, 20 by the worker: both counted
+    assert stats[0].size == 4 and stats[0].lanes == 2  # one camera frame, three file frames
