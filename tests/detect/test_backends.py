@@ -111,3 +111,26 @@ def test_onnx_refuses_reduced_precision() -> None:
 
     with pytest.raises(ModelError, match="fp32"):
         build_backend(object(), CPU, BackendOptions(kind="onnx", precision="bf16"))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(not installed("onnx"), reason="onnxruntime is not installed")
+def test_backends_built_one_after_another_on_one_model(tiny_detr_dir: Path) -> None:
+    """What bench does: channels_last weights left by the torch backend must not break the export."""
+    import torch
+    from transformers import AutoModelForObjectDetection
+
+    from stream_detect.detect.backends import BackendOptions
+    from stream_detect.detect.preprocess import ModelInputs
+
+    model = AutoModelForObjectDetection.from_pretrained(tiny_detr_dir).eval()
+    inputs = ModelInputs(torch.randn(1, 3, 96, 128), torch.ones(1, 96, 128, dtype=torch.int64))
+    eager = build_backend(model, CPU, BackendOptions("torch", "fp32", channels_last=True))
+    expected = eager(inputs)
+    exported = build_backend(model, CPU, BackendOptions("onnx", "fp32"))
+    try:
+        got = exported(inputs)
+    finally:
+        exported.close()
+    torch.testing.assert_close(got.logits, expected.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(got.pred_boxes, expected.pred_boxes, atol=1e-4, rtol=1e-4)

@@ -30,6 +30,7 @@ def export_onnx(model: Any, path: Path) -> Path:
     from torch.export import Dim
 
     model.to("cpu", dtype=torch.float32)
+    model.to(memory_format=torch.contiguous_format)  # torch.export fails on channels_last weights
     module = DetectionModule(model).eval()
     batch, height, width = Dim("batch", min=1, max=256), Dim("height", min=32, max=8192), Dim("width", min=32, max=8192)
     started = time.perf_counter()

@@ -36,6 +36,7 @@ class OpenVinoBackend:
         if options.precision != "auto":
             device.compute_dtype(options.precision)  # refuses what the CPU cannot do
         model.to("cpu", dtype=torch.float32)
+        model.to(memory_format=torch.contiguous_format)  # as exported: plain NCHW weights
         module = DetectionModule(model).eval()
         started = time.perf_counter()
         try:

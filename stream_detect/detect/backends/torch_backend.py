@@ -34,8 +34,7 @@ class TorchBackend:
         self.channels_last = options.channels_last and device.type in ("cpu", "cuda")
         weights_dtype = torch.float16 if device.is_cuda and options.precision == "auto" else torch.float32
         model.to(device.torch_device, dtype=weights_dtype)
-        if self.channels_last:
-            model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
         self.weights_dtype = weights_dtype
         self.module: Any = DetectionModule(model).eval()
         self.compiled = options.compile
