@@ -72,6 +72,26 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+class TorchThreadsYielded:
+    """While a non-torch runtime runs the model, torch keeps one thread.
+
+    Both runtimes keep their worker threads spinning between calls; on a
+    2-core machine torch's spinning OpenMP threads slowed OpenVINO's inference
+    and OpenVINO's slowed torch's pre- and post-processing (a 720p frame:
+    58 ms per frame in all, 13 ms with torch on one thread). ``restore`` gives
+    torch its threads back (on ``close``).
+    """
+
+    def __init__(self) -> None:
+        self.previous = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def restore(self) -> None:
+        if self.previous:
+            torch.set_num_threads(self.previous)
+            self.previous = 0
+
+
 def installed(kind: str) -> bool:
     """Whether the optional runtime ``kind`` needs is importable (torch always is)."""
     module = _MODULES.get(kind)
@@ -121,4 +141,6 @@ def _build(kind: str, model: Any, device: Device, options: BackendOptions) -> Ba
     return OpenVinoBackend(model, device, options)
 
 
-__all__ = ["Backend", "BackendOptions", "RawOutputs", "available_kinds", "build_backend", "installed"]
+__all__ = [
+    "Backend", "BackendOptions", "RawOutputs", "TorchThreadsYielded", "available_kinds", "build_backend", "installed",
+]

@@ -15,7 +15,7 @@ import torch
 from ...errors import ModelError
 from ..device import Device
 from ..preprocess import ModelInputs
-from . import BackendOptions, RawOutputs
+from . import BackendOptions, RawOutputs, TorchThreadsYielded
 from .export import DetectionModule, example_inputs
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class OnnxBackend:
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.log_severity_level = 3
         self._session: Any = ort.InferenceSession(str(path), session_options, providers=providers)
+        self._threads = TorchThreadsYielded() if not device.is_cuda else None
         self.name = "onnxruntime fp32"
 
     def __call__(self, inputs: ModelInputs) -> RawOutputs:
@@ -80,3 +81,5 @@ class OnnxBackend:
     def close(self) -> None:
         self._session = None
         self._directory.cleanup()
+        if self._threads is not None:
+            self._threads.restore()

@@ -12,7 +12,7 @@ import torch
 from ...errors import ModelError
 from ..device import Device
 from ..preprocess import ModelInputs
-from . import BackendOptions, RawOutputs
+from . import BackendOptions, RawOutputs, TorchThreadsYielded
 from .export import DetectionModule, example_inputs
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class OpenVinoBackend:
             raise ModelError(f"cannot convert the model to OpenVINO: {str(error).strip().splitlines()[0]}") from None
         log.info("converted the model to OpenVINO (%s) in %.1f s", hint, time.perf_counter() - started)
         self._request = self._compiled.create_infer_request()
+        self._threads = TorchThreadsYielded() if device.type == "cpu" else None
         self.name = f"openvino {'fp32' if hint == 'f32' else options.precision}"
 
     def __call__(self, inputs: ModelInputs) -> RawOutputs:
@@ -67,3 +68,5 @@ class OpenVinoBackend:
     def close(self) -> None:
         self._request = None
         self._compiled = None
+        if self._threads is not None:
+            self._threads.restore()
