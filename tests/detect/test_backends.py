@@ -90,7 +90,7 @@ def test_backend_matches_torch_fp32(trained_detr_dir: Path, frames: list[np.ndar
         assert_close(ours, theirs, box_px, score_tol)
 
 
-def test_auto_picks_the_fastest_installed_backend(trained_detr_dir: Path) -> None:
+def test_auto_picks_the_fastest_installed_backend() -> None:
     kinds = available_kinds(CPU)
     assert kinds[-1] == "torch"
     assert kinds == [k for k in ("openvino", "onnx", "torch") if installed(k)]
