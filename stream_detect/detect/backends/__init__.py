@@ -13,8 +13,8 @@ checkpoint's own processor. Kinds:
 - ``openvino``: OpenVINO on CPU (``pip install stream-detect[openvino]``).
 
 ``auto`` picks the fastest kind available for the device (measured on CPU:
-OpenVINO, then ONNX Runtime, then torch; on CUDA: torch) and falls back to
-the next when one cannot take the model.
+OpenVINO, then torch; on CUDA: torch) and falls back to the next when one
+cannot take the model.
 """
 
 from __future__ import annotations
@@ -34,7 +34,11 @@ log = logging.getLogger(__name__)
 
 KINDS = ("auto", "torch", "onnx", "openvino")
 _MODULES = {"onnx": "onnxruntime", "openvino": "openvino"}
-_PREFERENCE = {"cpu": ("openvino", "onnx", "torch"), "cuda": ("torch",), "mps": ("torch",)}
+_RUNS_ON = {"cpu": ("torch", "onnx", "openvino"), "cuda": ("torch", "onnx"), "mps": ("torch",)}
+# What auto tries, fastest first, as measured (docs/performance.md). ONNX Runtime on the
+# dynamic-shape export was slower than torch's channels_last eager on this project's CPU,
+# so auto never picks it.
+_AUTO_ORDER = {"cpu": ("openvino", "torch"), "cuda": ("torch",), "mps": ("torch",)}
 
 
 @dataclass(frozen=True)
@@ -99,12 +103,17 @@ def installed(kind: str) -> bool:
 
 
 def available_kinds(device: Device) -> list[str]:
-    """The backend kinds that can run on ``device`` here, fastest first."""
-    return [kind for kind in _PREFERENCE.get(device.type, ("torch",)) if installed(kind)]
+    """The backend kinds installed here that run on ``device``."""
+    return [kind for kind in _RUNS_ON.get(device.type, ("torch",)) if installed(kind)]
+
+
+def auto_kinds(device: Device) -> list[str]:
+    """What ``auto`` tries on ``device``, fastest first."""
+    return [kind for kind in _AUTO_ORDER.get(device.type, ("torch",)) if installed(kind)]
 
 
 def build_backend(model: Any, device: Device, options: BackendOptions) -> Backend:
-    """The backend ``options`` asks for; ``auto`` tries :func:`available_kinds` in order.
+    """The backend ``options`` asks for; ``auto`` tries :func:`auto_kinds` in order.
 
     Raises:
         ModelError: an unknown kind, a runtime that is not installed, or a
@@ -114,7 +123,7 @@ def build_backend(model: Any, device: Device, options: BackendOptions) -> Backen
         raise ModelError(f"backend {options.kind!r} is not one of {', '.join(KINDS)}")
     if options.kind != "auto":
         return _build(options.kind, model, device, options)
-    candidates = available_kinds(device)
+    candidates = auto_kinds(device)
     for kind in candidates:
         try:
             return _build(kind, model, device, options)
@@ -142,5 +151,6 @@ def _build(kind: str, model: Any, device: Device, options: BackendOptions) -> Ba
 
 
 __all__ = [
-    "Backend", "BackendOptions", "RawOutputs", "TorchThreadsYielded", "available_kinds", "build_backend", "installed",
+    "Backend", "BackendOptions", "RawOutputs", "TorchThreadsYielded", "auto_kinds", "available_kinds", "build_backend",
+    "installed",
 ]
