@@ -94,7 +94,6 @@ class _StreamLane:
     def __init__(self, pipeline: Pipeline, stream: StreamRuntime) -> None:
         self.name = stream.id
         self.queue = stream.queue
-        self.freshest_only = stream.queue.policy is DropPolicy.DROP_OLDEST
         self._pipeline = pipeline
         self._stream = stream
         self._last_failure: str | None = None

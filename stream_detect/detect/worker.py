@@ -24,7 +24,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 
 from ..errors import ModelError, ModelNotReadyError
-from ..frame_queue import FrameQueue, QueueClosed
+from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
 from ..records import Detections
 from .base import Detector
 
@@ -37,9 +37,7 @@ class Lane(Protocol[T]):
     """A source of work for the worker and the destination of its results."""
 
     name: str
-    queue: FrameQueue[T]
-    # Optional ``freshest_only: bool`` attribute: a live lane gives one frame per
-    # batch, its newest, and the older ones are dropped (and counted).
+    queue: FrameQueue[T]  # a DROP_OLDEST queue holds a live stream: see _take_round
 
     def image(self, item: T) -> np.ndarray:
         """The ``(H, W, 3) uint8`` RGB image of ``item``."""
@@ -197,9 +195,10 @@ class DetectorWorker:
     def _take_round(self, limit: int, served: set[int] | None = None) -> list[_Entry[Any]]:
         """Takes at most one item from each lane, starting at a rotating lane.
 
-        A live lane (``freshest_only``) gives its newest frame, once per batch
-        (``served`` holds the ids of live lanes already in it): a second frame
-        of the same camera would only wait a whole forward pass behind the first.
+        A live lane (its queue drops the oldest) gives its newest frame, once
+        per batch (``served`` holds the ids of live lanes already in it): a
+        second frame of the same camera would only wait a whole forward pass
+        behind the first. The older frames are dropped and counted.
         """
         with self._lanes_lock:
             lanes = list(self._lanes)
@@ -210,7 +209,7 @@ class DetectorWorker:
         for lane in lanes[start:] + lanes[:start]:
             if len(taken) >= limit:
                 break
-            live = bool(getattr(lane, "freshest_only", False))
+            live = lane.queue.policy is DropPolicy.DROP_OLDEST
             if live and served is not None and id(lane) in served:
                 continue
             try:

@@ -179,7 +179,6 @@ def test_a_live_lane_gives_its_freshest_frame_once_per_batch() -> None:
     worker, stats = make_worker(detector, max_batch_size=4)
     camera = ListLane("camera", worker.wakeup)
     camera.queue = FrameQueue(2, DropPolicy.DROP_OLDEST, worker.wakeup)
-    camera.freshest_only = True  # type: ignore[attr-defined]
     file = ListLane("file", worker.wakeup)
     camera.expected, file.expected = 1, 3
     for value in (10, 20, 30):  # the queue keeps 20 and 30
