@@ -36,6 +36,7 @@ import httpx
 import yaml
 from websockets.sync.client import connect
 
+from stream_detect.stats import percentile
 from tests.processes import serving_command
 from tests.rtsp import RtspServer, rtsp_unavailable_reason
 
@@ -120,14 +121,10 @@ def stalled_client(port: int, stop: threading.Event) -> None:
             stop.wait(60)
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    return values[min(len(values) - 1, int(len(values) * q))] if values else None
-
-
 def sample(pid: int, base: str, fast: FastClient, started: float) -> dict[str, Any]:
     streams = {s["id"]: s for s in httpx.get(base + "/streams", timeout=10).json()["streams"]}
     window = fast.window()
-    p50, p99 = percentile(window, 0.5), percentile(window, 0.99)
+    p50, p99 = (percentile(window, 50), percentile(window, 99)) if window else (None, None)
     return {"t_s": round(time.monotonic() - started), **proc_status(pid),
             "reconnects": streams["cam"]["reconnects"], "cam_state": streams["cam"]["state"],
             "latency_p50_ms": None if p50 is None else round(p50 * 1000, 1),

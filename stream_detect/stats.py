@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import threading
 import time
+from collections.abc import Sequence
 
 
 class RateMeter:
@@ -53,8 +54,16 @@ class LatencyWindow:
     def percentile(self, q: float) -> float | None:
         """The ``q``-th percentile (0-100) in seconds, or None without data."""
         with self._lock:
-            values = sorted(self._values)
-        if not values:
-            return None
-        index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
-        return values[index]
+            values = list(self._values)
+        return percentile(values, q) if values else None
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation; NaN without values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

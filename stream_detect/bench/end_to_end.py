@@ -17,7 +17,7 @@ import yaml
 
 from ..config import ModelConfig
 from ..detect.hf import HFDetector
-from .timing import percentile
+from ..stats import percentile
 
 
 @dataclass(frozen=True)

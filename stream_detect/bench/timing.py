@@ -1,4 +1,4 @@
-"""Small timing helpers: medians and percentiles in milliseconds."""
+"""Small timing helpers: wall time and medians in milliseconds."""
 
 from __future__ import annotations
 
@@ -19,14 +19,3 @@ def timed(function: Callable[[], T]) -> tuple[T, float]:
 
 def median_ms(seconds: Sequence[float]) -> float:
     return statistics.median(seconds) * 1000 if seconds else float("nan")
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) by linear interpolation; NaN without values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)

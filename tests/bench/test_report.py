@@ -5,8 +5,8 @@ from __future__ import annotations
 from stream_detect.bench.end_to_end import LiveResult, Throughput
 from stream_detect.bench.forward import ForwardResult
 from stream_detect.bench.report import build_report, format_table
-from stream_detect.bench.timing import percentile
 from stream_detect.detect.backends import BackendOptions
+from stream_detect.stats import percentile
 
 
 def _report(file_fps: float, naive_fps: float, p99_ms: float, drift_ms: float) -> dict:
