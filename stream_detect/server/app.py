@@ -17,6 +17,7 @@ from ..config import ServerConfig
 from ..detect.worker import WorkerState
 from ..metrics import CONTENT_TYPE
 from ..pipeline import Pipeline
+from .api_docs import install_api_docs
 from .context import ServerContext
 from .dashboard import install_dashboard
 from .inference_api import install_inference_api
@@ -64,13 +65,15 @@ def create_app(pipeline: Pipeline, config: ServerConfig) -> FastAPI:
             context.hub.unbind()
             await asyncio.to_thread(pipeline.stop)
 
-    app = FastAPI(title="stream-detect", version=__version__, lifespan=lifespan)
+    # install_api_docs serves /docs and /redoc: FastAPI's own pages load their assets from a CDN.
+    app = FastAPI(title="stream-detect", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.context = context
     app.add_middleware(TokenMiddleware, context=context)
     app.add_api_websocket_route("/ws", websocket_endpoint)
     install_inference_api(app, context)
     install_preview(app, context)
     install_dashboard(app)
+    install_api_docs(app)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:
