@@ -61,10 +61,18 @@ def _load_error(model_id: str, error: BaseException) -> ModelError:
 
 
 def resize_to(processor: Any, shortest_edge: int | None, longest_edge: int | None) -> None:
-    """Overrides the processor's resize target (the speed/accuracy trade-off); None keeps its own."""
+    """Overrides the processor's resize target (the speed/accuracy trade-off); None keeps its own.
+
+    Raises:
+        ModelError: the processor resizes to one fixed size (RT-DETR, the demo
+            model): its model may need that size (RT-DETR: sides divisible by 32).
+    """
     if shortest_edge is None and longest_edge is None:
         return
     size = processor_size(processor)
+    if "shortest_edge" not in size and size.get("height") and size.get("width"):
+        raise ModelError(f"this model takes images resized to a fixed {size['width']}x{size['height']}: "
+                         "--shortest-edge/--longest-edge apply only to models that keep the aspect ratio")
     shortest = shortest_edge or size.get("shortest_edge") or min(size.values())
     longest = longest_edge or size.get("longest_edge") or max(shortest, round(shortest * 1333 / 800))
     if longest < shortest:

@@ -48,6 +48,18 @@ def test_input_size_override_equals_the_processor(processor, shortest: int, long
     torch.testing.assert_close(inputs.pixel_values, theirs, atol=1e-5, rtol=0)
 
 
+def test_a_fixed_size_processor_refuses_an_input_size_override() -> None:
+    from transformers import RTDetrImageProcessor
+
+    from stream_detect.errors import ModelError
+
+    processor = RTDetrImageProcessor(size={"height": 192, "width": 320})
+    with pytest.raises(ModelError, match="fixed 320x192"):
+        resize_to(processor, 200, None)
+    resize_to(processor, None, None)  # no override: nothing to refuse
+    assert processor.size["height"] == 192 and processor.size["width"] == 320
+
+
 def test_resized_sizes_follow_transformers() -> None:
     from transformers.image_transforms import get_size_with_aspect_ratio
 
