@@ -5,7 +5,7 @@ probabilities, while users and the tests pick detections by a score threshold.
 This fits ``p = sigmoid(a * logit + b)`` to whether each query's best class and
 box are a hit (IoU >= 0.5, one hit per object) on held-out generated images,
 then rewrites the classifier's weights as ``a * W`` and bias as ``a * bias + b``:
-the checkpoint stays a plain Conditional DETR and the ranking (so mAP) is
+the checkpoint keeps its architecture and the ranking (so mAP) is
 unchanged::
 
     python scripts/calibrate_demo_model.py stream_detect/models/demo
@@ -47,6 +47,15 @@ def query_hits(model: torch.nn.Module, processor: object, image: np.ndarray, cla
     return logits.numpy(), hits
 
 
+def final_class_head(model: torch.nn.Module) -> torch.nn.Linear:
+    """The linear layer whose output is the model's ``logits`` (RT-DETR: the last decoder layer's; DETR: its one)."""
+    decoder = getattr(getattr(model, "model", None), "decoder", None)
+    heads = getattr(decoder, "class_embed", None)
+    if isinstance(heads, torch.nn.ModuleList):
+        return heads[-1]  # type: ignore[return-value]
+    return model.class_labels_classifier  # type: ignore[return-value]
+
+
 def fit_platt(logits: np.ndarray, hits: np.ndarray) -> tuple[float, float]:
     x, y = torch.from_numpy(logits).double(), torch.from_numpy(hits).double()
     scale, shift = torch.ones((), dtype=torch.double, requires_grad=True), torch.zeros((), dtype=torch.double,
@@ -86,7 +95,7 @@ def calibrate(directory: Path, images: int, seed: int) -> dict[str, float | bool
     scale, shift = fit_platt(np.concatenate(all_logits), np.concatenate(all_hits))
     if not scale > 0:  # would reverse the ranking: the scores are left as they are
         return {"scale": scale, "shift": shift, "images": images, "applied": False}
-    head = model.class_labels_classifier
+    head = final_class_head(model)
     with torch.no_grad():
         head.weight.mul_(scale)
         head.bias.mul_(scale).add_(shift)

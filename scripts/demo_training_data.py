@@ -1,4 +1,4 @@
-"""Training images for the demo detector, and the dense targets of its training-only heads.
+"""Training images for the demo detector, as DETR training batches.
 
 Half of the images are the synthetic camera's own scenes
 (:meth:`SyntheticScene.random_frame`); the other half come from
@@ -7,8 +7,9 @@ camera does not draw: uniform noise and blurred photo-like backgrounds, flat
 colours, axis-aligned squares, upright and stretched triangles, any colour
 (dark ones too), aliased and anti-aliased edges, thin and thick outlines,
 sizes from 4% to 45% of the short side, overlaps and shapes cut by the frame
-edge. Both render at camera-like sizes and are resized to the detector's input
-size, as the image processor does at inference.
+edge. Both render at camera-like sizes, 16:9 and 4:3, and are resized to the
+detector's one input size (aspect ratio not kept), as its image processor
+does at inference.
 """
 
 from __future__ import annotations
@@ -23,9 +24,8 @@ import torch
 
 from stream_detect.sources.synthetic import LABELS, MIN_VISIBLE, SyntheticScene
 
-SHORT_EDGE = 192
-WIDE, STANDARD = (341, 192), (256, 192)  # 16:9 and 4:3 at the processor's shortest edge
-RENDER_SIZES = {WIDE: ((640, 360), (480, 270), (854, 480)), STANDARD: ((640, 480), (320, 240), (800, 600))}
+INPUT_SIZE = (320, 192)  # (width, height) the image processor resizes every image to
+RENDER_SIZES = ((640, 360), (480, 270), (854, 480), (640, 480), (320, 240), (800, 600))  # 16:9 and 4:3
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)
 _NOISE_BANK: np.ndarray | None = None
@@ -197,12 +197,12 @@ class TrainingImages:
     def __init__(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.canvas = ShapeCanvas(seed + 1)
-        sizes = [size for sizes in RENDER_SIZES.values() for size in sizes]
-        self.scenes = {size: SyntheticScene(*size, seed=seed * 100 + i, shapes=5) for i, size in enumerate(sizes)}
+        self.scenes = {
+            size: SyntheticScene(*size, seed=seed * 100 + i, shapes=5) for i, size in enumerate(RENDER_SIZES)
+        }
 
-    def sample(self, input_size: tuple[int, int]) -> Sample:
-        render_sizes = RENDER_SIZES[input_size]
-        width, height = render_sizes[int(self.rng.integers(len(render_sizes)))]
+    def sample(self, input_size: tuple[int, int] = INPUT_SIZE) -> Sample:
+        width, height = RENDER_SIZES[int(self.rng.integers(len(RENDER_SIZES)))]
         if self.rng.random() < 0.5:
             frame, truths = self.scenes[(width, height)].random_frame()
             classes = np.array([LABELS.index(t.label) for t in truths], np.int64)
@@ -216,16 +216,10 @@ class TrainingImages:
 
 
 def batches(seed: int, batch_size: int) -> Iterator[tuple[torch.Tensor, list[dict[str, torch.Tensor]]]]:
-    """Endless seeded batches: normalised pixels ``(B, 3, H, W)`` and DETR targets (cxcywh in [0, 1]).
-
-    One batch in four is 4:3, the others 16:9.
-    """
+    """Endless seeded batches: normalised pixels ``(B, 3, H, W)`` and DETR targets (cxcywh in [0, 1])."""
     images = TrainingImages(seed)
-    step = 0
     while True:
-        input_size = STANDARD if step % 4 == 3 else WIDE
-        yield to_batch([images.sample(input_size) for _ in range(batch_size)])
-        step += 1
+        yield to_batch([images.sample() for _ in range(batch_size)])
 
 
 def to_batch(samples: list[Sample]) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
@@ -252,33 +246,3 @@ class BatchStream(torch.utils.data.IterableDataset):
         cv2.setNumThreads(1)
         return batches(self.seed, self.batch_size)
 
-
-def centre_targets(
-    targets: list[dict[str, torch.Tensor]], grid: tuple[int, int], classes: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CenterNet-style targets on a ``grid`` (rows, columns) of feature cells.
-
-    Returns:
-        heatmap ``(B, classes, rows, cols)``: a Gaussian bump per object, 1 at its centre cell;
-        regression ``(B, 4, rows, cols)``: at centre cells, the centre's offset in the cell and
-        log width and height in cells; weight ``(B, 1, rows, cols)``: 1 at centre cells.
-    """
-    rows, cols = grid
-    batch = len(targets)
-    heatmap = torch.zeros(batch, classes, rows, cols)
-    regression = torch.zeros(batch, 4, rows, cols)
-    weight = torch.zeros(batch, 1, rows, cols)
-    ys = torch.arange(rows, dtype=torch.float32)[:, None] + 0.5
-    xs = torch.arange(cols, dtype=torch.float32)[None, :] + 0.5
-    for index, target in enumerate(targets):
-        for label, (cx, cy, w, h) in zip(target["class_labels"].tolist(), target["boxes"].tolist(), strict=True):
-            gx, gy, gw, gh = cx * cols, cy * rows, max(w * cols, 1e-3), max(h * rows, 1e-3)
-            column, row = min(int(gx), cols - 1), min(int(gy), rows - 1)
-            sigma = max(0.5, min(gw, gh) / 6)
-            bump = torch.exp(-((xs - gx) ** 2 + (ys - gy) ** 2) / (2 * sigma**2))
-            bump[row, column] = 1.0
-            heatmap[index, label] = torch.maximum(heatmap[index, label], bump)
-            regression[index, :, row, column] = torch.tensor([gx - column - 0.5, gy - row - 0.5,
-                                                              math.log(gw), math.log(gh)])
-            weight[index, 0, row, column] = 1.0
-    return heatmap, regression, weight
