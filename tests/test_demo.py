@@ -87,6 +87,33 @@ def test_demo_detections_equal_the_transformers_pipeline(demo_detector: HFDetect
     assert compared >= 4, "the frames hold shapes the model finds"
 
 
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("kind", ["onnx", "openvino"])
+def test_demo_model_gives_torch_answers_on_the_exporting_backends(demo_detector: HFDetector, kind: str) -> None:
+    """RT-DETR exports with its input sides fixed: the backend traces it at the processor's one size."""
+    from stream_detect.detect.backends import installed
+
+    from .detect.test_backends import assert_close
+
+    if not installed(kind):
+        pytest.skip(f"{kind} is not installed")
+    scene = SyntheticScene(640, 360, seed=11)
+    images = []
+    for _ in range(3):
+        for _ in range(13):
+            scene.step()
+        images.append(scene.render()[0])
+    exported = HFDetector.load(ModelConfig(id="demo", device="cpu", backend=kind, precision="fp32"))
+    try:
+        results = exported.detect(images, 0.05)
+    finally:
+        exported.close()
+    reference = demo_detector.detect(images, 0.05)
+    assert sum(len(r) for r in reference) >= 3, "the comparison must compare something"
+    for ours, theirs in zip(results, reference, strict=True):
+        assert_close(ours, theirs, box_px=0.5, score_tol=1e-3)
+
+
 def other_scene(rng: np.random.Generator, width: int = 640, height: int = 480) -> tuple[np.ndarray, list[Truth]]:
     """Shapes drawn with plain OpenCV calls, not the synthetic camera's code."""
     if rng.random() < 0.5:  # photo-like: smooth light and shade

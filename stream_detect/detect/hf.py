@@ -25,7 +25,7 @@ from ..errors import ModelError
 from ..records import Detections
 from .backends import Backend, BackendOptions, RawOutputs, build_backend
 from .device import Device, resolve_device
-from .preprocess import ModelInputs, TorchPreprocessor, processor_size
+from .preprocess import ModelInputs, TorchPreprocessor, fixed_input_size, processor_size
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +69,11 @@ def resize_to(processor: Any, shortest_edge: int | None, longest_edge: int | Non
     """
     if shortest_edge is None and longest_edge is None:
         return
-    size = processor_size(processor)
-    if "shortest_edge" not in size and size.get("height") and size.get("width"):
-        raise ModelError(f"this model takes images resized to a fixed {size['width']}x{size['height']}: "
+    fixed = fixed_input_size(processor)
+    if fixed is not None:
+        raise ModelError(f"this model takes images resized to a fixed {fixed[1]}x{fixed[0]}: "
                          "--shortest-edge/--longest-edge apply only to models that keep the aspect ratio")
+    size = processor_size(processor)
     shortest = shortest_edge or size.get("shortest_edge") or min(size.values())
     longest = longest_edge or size.get("longest_edge") or max(shortest, round(shortest * 1333 / 800))
     if longest < shortest:
@@ -146,7 +147,8 @@ class HFDetector:
             raise _load_error(source, error) from None
         resize_to(processor, config.shortest_edge, config.longest_edge)
         model.eval()
-        options = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile)
+        options = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile,
+                                 input_size=fixed_input_size(processor))
         backend = build_backend(model, device, options)
         log.info("loaded %s on %s (%s)", source, device.torch_device, backend.name)
         return cls(model, processor, device, served_model_id(config), backend)

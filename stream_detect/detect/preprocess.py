@@ -89,6 +89,14 @@ def processor_size(processor: Any) -> dict[str, int]:
     return {key: int(value) for key, value in values.items() if value}
 
 
+def fixed_input_size(processor: Any) -> tuple[int, int] | None:
+    """``(height, width)`` when the processor resizes every image to one size (RT-DETR), else None."""
+    size = processor_size(processor)
+    if "shortest_edge" in size or not (size.get("height") and size.get("width")):
+        return None
+    return size["height"], size["width"]
+
+
 class TorchPreprocessor:
     """A DETR processor's preprocessing as tensor operations on ``device``.
 

@@ -50,12 +50,15 @@ class BackendOptions:
         precision: ``auto`` (fp16 on CUDA, fp32 elsewhere), ``fp32``, ``bf16`` or ``fp16``.
         channels_last: torch: keep convolution activations in NHWC (faster on CPU and tensor cores).
         compile: torch: ``torch.compile`` the model (slow first call per input shape).
+        input_size: ``(height, width)`` when the processor resizes every image to one size:
+            exporters trace the model at it (RT-DETR exports with its sides fixed).
     """
 
     kind: str = "torch"
     precision: str = "auto"
     channels_last: bool = True
     compile: bool = False
+    input_size: tuple[int, int] | None = None
 
 
 @dataclass

@@ -24,7 +24,8 @@ class DetectionModule(torch.nn.Module):
         return outputs.logits, outputs.pred_boxes
 
 
-def example_inputs(model: Any, height: int = 320, width: int = 480) -> tuple[torch.Tensor, torch.Tensor]:
-    """A batch of one random image, to trace or export the model with."""
+def example_inputs(model: Any, size: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of one random image of ``size`` (height, width; default 320x480), to trace or export the model with."""
+    height, width = size or (320, 480)
     channels = int(getattr(model.config, "num_channels", 3))
     return torch.randn(1, channels, height, width), torch.ones(1, height, width, dtype=torch.int64)

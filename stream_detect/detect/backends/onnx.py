@@ -21,8 +21,11 @@ from .export import DetectionModule, example_inputs
 log = logging.getLogger(__name__)
 
 
-def export_onnx(model: Any, path: Path) -> Path:
+def export_onnx(model: Any, path: Path, input_size: tuple[int, int] | None = None) -> Path:
     """Exports ``model`` (fp32, CPU) to ``path`` with dynamic batch, height and width.
+
+    The export traces one image of ``input_size`` (height, width): a model
+    whose sides cannot vary (RT-DETR) comes out fixed to it.
 
     Raises:
         ModelError: the exporter cannot take the model.
@@ -38,7 +41,7 @@ def export_onnx(model: Any, path: Path) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                module, example_inputs(model), str(path), dynamo=True, verbose=False,
+                module, example_inputs(model, input_size), str(path), dynamo=True, verbose=False,
                 input_names=["pixel_values", "pixel_mask"], output_names=["logits", "pred_boxes"],
                 dynamic_shapes=({0: batch, 2: height, 3: width}, {0: batch, 1: height, 2: width}),
             )
@@ -62,7 +65,7 @@ class OnnxBackend:
         elif device.type != "cpu":
             raise ModelError(f"the onnx backend has no provider for {device.torch_device} here")
         self._directory = tempfile.TemporaryDirectory(prefix="stream-detect-onnx-")
-        path = export_onnx(model, Path(self._directory.name) / "model.onnx")
+        path = export_onnx(model, Path(self._directory.name) / "model.onnx", options.input_size)
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.log_severity_level = 3

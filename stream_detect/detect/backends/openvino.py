@@ -43,7 +43,7 @@ class OpenVinoBackend:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 converted = ov.convert_model(
-                    module, example_input=example_inputs(model),
+                    module, example_input=example_inputs(model, options.input_size),
                     input=[ov.PartialShape([-1, -1, -1, -1]), ov.PartialShape([-1, -1, -1])],
                 )
             hint = _HINTS[options.precision]
