@@ -22,6 +22,17 @@ from .processes import serving_command
 pytestmark = pytest.mark.skipif(not (DEMO_MODEL / "config.json").exists(), reason="the demo model is not built")
 
 
+def camera_frames(seed: int, count: int, every: int) -> list[np.ndarray]:
+    """``count`` frames of the demo camera, one every ``every`` scene steps."""
+    scene = SyntheticScene(640, 360, seed=seed)
+    images = []
+    for _ in range(count):
+        for _ in range(every):
+            scene.step()
+        images.append(scene.render()[0])
+    return images
+
+
 @pytest.fixture(scope="module")
 def demo_detector() -> HFDetector:
     return HFDetector.load(ModelConfig(id="demo", device="cpu"))
@@ -73,12 +84,7 @@ def test_demo_detections_equal_the_transformers_pipeline(demo_detector: HFDetect
     from .detect.test_hf_detector import assert_same_detections
 
     reference = pipeline("object-detection", model=str(DEMO_MODEL), device="cpu")
-    scene = SyntheticScene(640, 360, seed=99)
-    images = []
-    for _ in range(4):
-        for _ in range(9):
-            scene.step()
-        images.append(scene.render()[0])
+    images = camera_frames(seed=99, count=4, every=9)
     compared = 0
     for image, detections in zip(images, demo_detector.detect(images, 0.3), strict=True):
         theirs = reference(Image.fromarray(image), threshold=0.3)
@@ -97,12 +103,7 @@ def test_demo_model_gives_torch_answers_on_the_exporting_backends(demo_detector:
 
     if not installed(kind):
         pytest.skip(f"{kind} is not installed")
-    scene = SyntheticScene(640, 360, seed=11)
-    images = []
-    for _ in range(3):
-        for _ in range(13):
-            scene.step()
-        images.append(scene.render()[0])
+    images = camera_frames(seed=11, count=3, every=13)
     exported = HFDetector.load(ModelConfig(id="demo", device="cpu", backend=kind, precision="fp32"))
     try:
         results = exported.detect(images, 0.05)
