@@ -73,7 +73,7 @@ def create_app(pipeline: Pipeline, config: ServerConfig) -> FastAPI:
     install_inference_api(app, context)
     install_preview(app, context)
     install_dashboard(app)
-    install_api_docs(app)
+    install_api_docs(app, tokens_required=context.auth.enabled, open_paths=OPEN_PATHS)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:

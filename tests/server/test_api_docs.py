@@ -31,7 +31,7 @@ def pipeline() -> Pipeline:
 
 def referenced_urls(html: str) -> list[str]:
     """The URLs a docs page loads: its ``src`` and ``href`` attributes and the OpenAPI document."""
-    return re.findall(r'(?:src|href|spec-url)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+    return re.findall(r'(?:src|href|spec-url)="([^"]+)"', html) + re.findall(r'url: "([^"]+)"', html)
 
 
 def extension(url: str) -> str:
@@ -63,6 +63,19 @@ def test_docs_need_the_token_and_pass_it_on() -> None:
         urls = referenced_urls(html)
         assert urls and all(url.endswith(f"?token={TOKEN}") for url in urls)
         assert all(httpx.get(urljoin(base, url), timeout=5).status_code == 200 for url in urls)
+
+
+@pytest.mark.timeout(60)
+def test_api_description_declares_the_token_when_there_are_tokens() -> None:
+    with serving(pipeline()) as base:
+        assert "securitySchemes" not in httpx.get(base + "/openapi.json", timeout=5).json().get("components", {})
+    with serving(pipeline(), ServerConfig(port=0, tokens=[TOKEN])) as base:
+        spec = httpx.get(base + "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()
+    scheme = spec["components"]["securitySchemes"]["bearerToken"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert spec["security"] == [{"bearerToken": []}]
+    assert spec["paths"]["/healthz"]["get"]["security"] == []  # open without a token
+    assert "security" not in spec["paths"]["/streams"]["get"]  # the document-wide rule applies
 
 
 def open_offline(base: str, path: str, screenshot: str, ready: str) -> tuple[str, list[str], list[str]]:
@@ -113,3 +126,26 @@ def test_redoc_renders_without_internet() -> None:
         title, _, _ = open_offline(base, "/redoc", "redoc.png", ".api-info h1")
     # ReDoc's footer asks its maker's host for a logo; aborted, the page is whole all the same.
     assert title.startswith("stream-detect")
+
+
+@needs_chromium
+@pytest.mark.timeout(120)
+def test_swagger_try_it_out_sends_the_token_the_page_was_opened_with() -> None:
+    from playwright.sync_api import sync_playwright
+
+    with serving(pipeline(), ServerConfig(port=0, tokens=[TOKEN])) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(f"{base}/docs?token={TOKEN}")
+            page.locator("#operations-streams-streams_streams_get .opblock-summary").click(timeout=15_000)
+            page.locator("#operations-streams-streams_streams_get .try-out__btn").click(timeout=5_000)
+            with page.expect_response(lambda response: response.url == base + "/streams", timeout=10_000) as sent:
+                page.locator("#operations-streams-streams_streams_get .execute").click(timeout=5_000)
+            response = sent.value
+            headers = response.request.all_headers()
+            status = response.status
+        finally:
+            browser.close()
+    assert headers.get("authorization") == f"Bearer {TOKEN}"
+    assert status == 200
