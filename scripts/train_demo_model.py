@@ -32,7 +32,8 @@ from stream_detect.records import Detections
 from stream_detect.sources.synthetic import LABELS, SyntheticScene
 
 
-def build_model(seed: int, queries: int, decoder_layers: int, denoising: int, levels: int = 3) -> nn.Module:
+def build_model(seed: int, queries: int, decoder_layers: int, denoising: int, levels: int = 3,
+                class_loss_weight: float = 2.0) -> nn.Module:
     """A small RT-DETR: the DETR family member that gets far enough in the time budget.
 
     Plain DETR with a from-scratch ResNet stayed at mAP@0.5 < 0.01 after 2,000
@@ -44,6 +45,11 @@ def build_model(seed: int, queries: int, decoder_layers: int, denoising: int, le
     scores with an IoU-aware loss; here it reached the same mAP as Conditional
     DETR in a third of the steps. Its multi-scale features (strides 8, 16, 32)
     need input sides divisible by 32, hence one fixed input size.
+
+    The classification (varifocal) loss weighs twice transformers' default
+    against the box losses (L1 5, GIoU 2): in runs of equal length that
+    learned faster (40-frame mAP 0.48 at step 1,000 against 0.38) and found
+    more of the shapes drawn by other code.
     """
     from transformers import RTDetrConfig, RTDetrForObjectDetection, RTDetrResNetConfig
 
@@ -60,7 +66,7 @@ def build_model(seed: int, queries: int, decoder_layers: int, denoising: int, le
         encode_proj_layers=[levels - 1], encoder_hidden_dim=hidden, encoder_ffn_dim=2 * hidden,
         encoder_attention_heads=4, hidden_expansion=0.5, decoder_in_channels=[hidden] * levels,
         d_model=128, decoder_ffn_dim=256, decoder_attention_heads=4, decoder_layers=decoder_layers,
-        num_queries=queries, num_denoising=denoising,
+        num_queries=queries, num_denoising=denoising, weight_loss_vfl=class_loss_weight,
         id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)},
     )
     return RTDetrForObjectDetection(config)
@@ -121,12 +127,14 @@ def evaluate(model: nn.Module, processor: object, frames: int, seed: int) -> dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=int, default=2_800)
+    parser.add_argument("--steps", type=int, default=3_000)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--decoder-layers", type=int, default=3)
     parser.add_argument("--denoising", type=int, default=30, help="denoising queries in training")
+    parser.add_argument("--class-loss-weight", type=float, default=2.0,
+                        help="weight of the (IoU-aware) classification loss against the box losses (5 and 2)")
     parser.add_argument("--feature-levels", type=int, default=3, choices=(2, 3),
                         help="3: strides 8, 16 and 32; 2: strides 16 and 32")
     parser.add_argument("--seed", type=int, default=0)
@@ -139,7 +147,9 @@ def main() -> None:
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    model = build_model(args.seed, args.queries, args.decoder_layers, args.denoising, args.feature_levels)
+    model = build_model(args.seed, args.queries, args.decoder_layers, args.denoising, args.feature_levels,
+                        args.class_loss_weight)
+    model.to(memory_format=torch.channels_last)  # ~1.2x faster convolutions on CPU, same numbers
     processor = build_processor()
     parameters = list(model.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-4)
@@ -153,7 +163,7 @@ def main() -> None:
             break
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, warmup=300)
-        loss = model(pixel_values=pixels, labels=targets).loss
+        loss = model(pixel_values=pixels.contiguous(memory_format=torch.channels_last), labels=targets).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 0.1)
@@ -167,13 +177,19 @@ def main() -> None:
             history.append({"step": step + 1, "minutes": round((time.monotonic() - started) / 60, 1),
                             **{k: round(v, 3) for k, v in scores.items()}})
             print(json.dumps(history[-1]), flush=True)
-            model.save_pretrained(args.out)
-            processor.save_pretrained(args.out)
+            save(model, processor, args.out)
             write_log(args, history)
     if args.calibration_images:
         history.append({"calibration": calibrate(args.out, args.calibration_images, seed=20_000 + args.seed)})
         print(json.dumps(history[-1]), flush=True)
         write_log(args, history)
+
+
+def save(model: nn.Module, processor: Any, out: Path) -> None:
+    model.to(memory_format=torch.contiguous_format)  # the checkpoint stores plain (contiguous) tensors
+    model.save_pretrained(out)
+    processor.save_pretrained(out)
+    model.to(memory_format=torch.channels_last)
 
 
 def write_log(args: argparse.Namespace, history: list[dict]) -> None:
