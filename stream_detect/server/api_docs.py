@@ -3,8 +3,10 @@
 FastAPI's own pages load their JavaScript and CSS from a CDN, so offline they
 are blank. Here the assets come from the ``fastapi-offline`` package (Swagger
 UI 5, which reads the OpenAPI 3.1 that FastAPI writes, and ReDoc), mounted at
-``/docs-assets``: the pages load nothing from another host, except ReDoc's
-footer logo, which offline is simply missing.
+``/docs-assets``: the pages load nothing from another host. ReDoc's footer
+would fetch its maker's logo; the pages' Content Security Policy allows
+images from this server only, so the browser does not ask (and ReDoc leaves
+the logo out).
 
 With tokens configured, the pages, ``/openapi.json`` and the assets need the
 token like any other endpoint. A browser opens ``/docs?token=...``; the page
@@ -32,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 ASSETS = Path(fastapi_offline.__file__).resolve().parent / "static"
 ASSETS_PATH = "/docs-assets"
 SECURITY_SCHEME = "bearerToken"
+POLICY = {"Content-Security-Policy": "img-src 'self' data:"}  # no image from another host
 
 SWAGGER_PAGE = """<!DOCTYPE html>
 <html>
@@ -74,7 +77,7 @@ def script_value(value: str) -> str:
 
 
 def swagger_ui_html(title: str, openapi_url: str, query: str) -> HTMLResponse:
-    return HTMLResponse(SWAGGER_PAGE.format(
+    return HTMLResponse(headers=POLICY, content=SWAGGER_PAGE.format(
         title=html.escape(title),
         css=html.escape(f"{ASSETS_PATH}/swagger-ui.css{query}"),
         favicon=html.escape(f"{ASSETS_PATH}/favicon.png{query}"),
@@ -125,10 +128,12 @@ def install_api_docs(app: FastAPI, tokens_required: bool, open_paths: Iterable[s
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
         query = token_query(request)
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=openapi_url + query,
             title=f"{app.title} - ReDoc",
             redoc_js_url=f"{ASSETS_PATH}/redoc.standalone.js{query}",
             redoc_favicon_url=f"{ASSETS_PATH}/favicon.png{query}",
             with_google_fonts=False,
         )
+        page.headers.update(POLICY)
+        return page

@@ -5,28 +5,53 @@ no CDN: it works offline) and are served as one document, so the page is one
 endpoint like any other: when tokens are configured it is opened as
 ``/?token=...`` and the script passes that token on to the API, the websocket
 and the MJPEG streams.
+
+The page is served with a Content Security Policy that runs exactly its own
+script and style (by their SHA-256) and lets it reach only this server: a
+stream name or label that smuggles markup into the page cannot run code or
+send anything elsewhere.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from functools import cache
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
+HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?")
 
 
 @cache
-def dashboard_html() -> str:
+def dashboard_page() -> tuple[str, str]:
+    """The page, and the script and style sources of its Content Security Policy."""
     html = (STATIC / "index.html").read_text(encoding="utf-8")
     css = (STATIC / "style.css").read_text(encoding="utf-8")
     script = (STATIC / "app.js").read_text(encoding="utf-8")
-    return html.replace("/*STYLE*/", css).replace("/*SCRIPT*/", script)
+    page = html.replace("/*STYLE*/", css).replace("/*SCRIPT*/", script)
+    return page, f"script-src {_digest(script)}; style-src {_digest(css)}"
+
+
+def _digest(source: str) -> str:
+    return "'sha256-" + base64.b64encode(hashlib.sha256(source.encode()).digest()).decode() + "'"
+
+
+def content_security_policy(inline: str, host: str) -> str:
+    """Nothing but the page's own script and style; images (and the inline icon), API and websocket
+    from this server only."""
+    connect = f"connect-src 'self' ws://{host} wss://{host}" if host else "connect-src 'self'"
+    return f"default-src 'none'; {inline}; img-src 'self' data:; {connect}; base-uri 'none'; form-action 'none'"
 
 
 def install_dashboard(app: FastAPI) -> None:
     @app.get("/", include_in_schema=False)
-    def index() -> HTMLResponse:
-        return HTMLResponse(dashboard_html(), headers={"Cache-Control": "no-cache"})
+    def index(request: Request) -> HTMLResponse:
+        page, inline = dashboard_page()
+        host = request.headers.get("host", "")
+        policy = content_security_policy(inline, host if HOST.fullmatch(host) else "")
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache", "Content-Security-Policy": policy})
