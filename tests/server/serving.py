@@ -12,10 +12,20 @@ from typing import Any
 from websockets.sync.client import ClientConnection, connect
 
 from stream_detect.commands.run import bind_socket
-from stream_detect.config import ServerConfig
+from stream_detect.config import ServerConfig, parse_config
+from stream_detect.detect.fake import FakeDetector
 from stream_detect.pipeline import Pipeline
 from stream_detect.server.app import create_app
 from stream_detect.server.runner import build_server
+
+
+def one_camera_pipeline() -> Pipeline:
+    """A slow synthetic camera ``entrance`` and the fake detector: for tests of pages, not of video."""
+    config = parse_config({
+        "model": {"id": "fake"},
+        "sources": [{"kind": "synthetic", "id": "entrance", "fps": 5, "width": 320, "height": 240}],
+    })
+    return Pipeline(config, lambda: FakeDetector(label="shape"))
 
 
 @contextlib.contextmanager

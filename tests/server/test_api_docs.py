@@ -9,24 +9,14 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import pytest
 
-from stream_detect.config import ServerConfig, parse_config
-from stream_detect.detect.fake import FakeDetector
-from stream_detect.pipeline import Pipeline
+from stream_detect.config import ServerConfig
 
-from .serving import serving
+from .serving import one_camera_pipeline, serving
 from .test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM
 
 TOKEN = "docs-reader-token"
 CONTENT_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")
-
-
-def pipeline() -> Pipeline:
-    config = parse_config({
-        "model": {"id": "fake"},
-        "sources": [{"kind": "synthetic", "id": "entrance", "fps": 5, "width": 320, "height": 240}],
-    })
-    return Pipeline(config, lambda: FakeDetector(label="shape"))
 
 
 def referenced_urls(html: str) -> list[str]:
@@ -41,7 +31,7 @@ def extension(url: str) -> str:
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
 def test_docs_page_loads_its_assets_from_this_server(page: str) -> None:
-    with serving(pipeline()) as base:
+    with serving(one_camera_pipeline()) as base:
         response = httpx.get(base + page, timeout=5)
         assert response.status_code == 200
         html = response.text
@@ -56,7 +46,7 @@ def test_docs_page_loads_its_assets_from_this_server(page: str) -> None:
 
 @pytest.mark.timeout(60)
 def test_docs_need_the_token_and_pass_it_on() -> None:
-    with serving(pipeline(), ServerConfig(port=0, tokens=[TOKEN])) as base:
+    with serving(one_camera_pipeline(), ServerConfig(port=0, tokens=[TOKEN])) as base:
         for path in ("/docs", "/redoc", "/openapi.json", "/docs-assets/swagger-ui-bundle.js"):
             assert httpx.get(base + path, timeout=5).status_code == 401, path
         html = httpx.get(f"{base}/docs?token={TOKEN}", timeout=5).text
@@ -67,9 +57,9 @@ def test_docs_need_the_token_and_pass_it_on() -> None:
 
 @pytest.mark.timeout(60)
 def test_api_description_declares_the_token_when_there_are_tokens() -> None:
-    with serving(pipeline()) as base:
+    with serving(one_camera_pipeline()) as base:
         assert "securitySchemes" not in httpx.get(base + "/openapi.json", timeout=5).json().get("components", {})
-    with serving(pipeline(), ServerConfig(port=0, tokens=[TOKEN])) as base:
+    with serving(one_camera_pipeline(), ServerConfig(port=0, tokens=[TOKEN])) as base:
         spec = httpx.get(base + "/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5).json()
     scheme = spec["components"]["securitySchemes"]["bearerToken"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
@@ -112,7 +102,7 @@ def open_offline(base: str, path: str, screenshot: str, ready: str) -> tuple[str
 @pytest.mark.parametrize("tokens", [[], [TOKEN]], ids=["open", "token"])
 def test_swagger_ui_renders_without_internet(tokens: list[str]) -> None:
     path = f"/docs?token={TOKEN}" if tokens else "/docs"
-    with serving(pipeline(), ServerConfig(port=0, tokens=tokens)) as base:
+    with serving(one_camera_pipeline(), ServerConfig(port=0, tokens=tokens)) as base:
         title, paths, blocked = open_offline(base, path, f"docs-{len(tokens)}.png", ".swagger-ui .info .title")
     assert "stream-detect" in title
     assert "/streams" in paths and "/models/{model_id}" in paths
@@ -122,7 +112,7 @@ def test_swagger_ui_renders_without_internet(tokens: list[str]) -> None:
 @needs_chromium
 @pytest.mark.timeout(120)
 def test_redoc_renders_without_internet() -> None:
-    with serving(pipeline()) as base:
+    with serving(one_camera_pipeline()) as base:
         title, _, blocked = open_offline(base, "/redoc", "redoc.png", ".api-info h1")
     assert title.startswith("stream-detect")
     # ReDoc's footer would fetch its maker's logo: the page's policy keeps the browser from asking.
@@ -134,7 +124,7 @@ def test_redoc_renders_without_internet() -> None:
 def test_swagger_try_it_out_sends_the_token_the_page_was_opened_with() -> None:
     from playwright.sync_api import sync_playwright
 
-    with serving(pipeline(), ServerConfig(port=0, tokens=[TOKEN])) as base, sync_playwright() as playwright:
+    with serving(one_camera_pipeline(), ServerConfig(port=0, tokens=[TOKEN])) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
             page = browser.new_page()

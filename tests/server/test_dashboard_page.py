@@ -9,19 +9,7 @@ import re
 import httpx
 import pytest
 
-from stream_detect.config import parse_config
-from stream_detect.detect.fake import FakeDetector
-from stream_detect.pipeline import Pipeline
-
-from .serving import serving
-
-
-def pipeline() -> Pipeline:
-    config = parse_config({
-        "model": {"id": "fake"},
-        "sources": [{"kind": "synthetic", "id": "entrance", "fps": 5, "width": 320, "height": 240}],
-    })
-    return Pipeline(config, lambda: FakeDetector(label="shape"))
+from .serving import one_camera_pipeline, serving
 
 
 def sha256_source(text: str) -> str:
@@ -35,7 +23,7 @@ def directives(policy: str) -> dict[str, list[str]]:
 
 @pytest.mark.timeout(60)
 def test_policy_allows_exactly_the_pages_own_script_and_style() -> None:
-    with serving(pipeline()) as base:
+    with serving(one_camera_pipeline()) as base:
         response = httpx.get(base + "/", timeout=5)
         hostile = httpx.get(base + "/", headers={"Host": "evil.example; script-src *"}, timeout=5)
     assert response.status_code == 200 and response.headers["cache-control"] == "no-cache"
