@@ -192,10 +192,12 @@ class ShapeCanvas:
 
 
 class TrainingImages:
-    """Seeded stream of :class:`Sample`: the camera's scenes and :class:`ShapeCanvas` images, half each."""
+    """Seeded stream of :class:`Sample`: the camera's scenes (``camera_share`` of them) and :class:`ShapeCanvas`
+    images."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(self, seed: int, camera_share: float = 0.5) -> None:
         self.rng = np.random.default_rng(seed)
+        self.camera_share = camera_share
         self.canvas = ShapeCanvas(seed + 1)
         self.scenes = {
             size: SyntheticScene(*size, seed=seed * 100 + i, shapes=5) for i, size in enumerate(RENDER_SIZES)
@@ -203,7 +205,7 @@ class TrainingImages:
 
     def sample(self, input_size: tuple[int, int] = INPUT_SIZE) -> Sample:
         width, height = RENDER_SIZES[int(self.rng.integers(len(RENDER_SIZES)))]
-        if self.rng.random() < 0.5:
+        if self.rng.random() < self.camera_share:
             frame, truths = self.scenes[(width, height)].random_frame()
             classes = np.array([LABELS.index(t.label) for t in truths], np.int64)
             boxes = np.array([t.box for t in truths], np.float32).reshape(-1, 4)
@@ -215,9 +217,10 @@ class TrainingImages:
         return Sample(image, classes, boxes * scale)
 
 
-def batches(seed: int, batch_size: int) -> Iterator[tuple[torch.Tensor, list[dict[str, torch.Tensor]]]]:
+def batches(seed: int, batch_size: int, camera_share: float = 0.5
+            ) -> Iterator[tuple[torch.Tensor, list[dict[str, torch.Tensor]]]]:
     """Endless seeded batches: normalised pixels ``(B, 3, H, W)`` and DETR targets (cxcywh in [0, 1])."""
-    images = TrainingImages(seed)
+    images = TrainingImages(seed, camera_share)
     while True:
         yield to_batch([images.sample() for _ in range(batch_size)])
 
@@ -238,11 +241,11 @@ def to_batch(samples: list[Sample]) -> tuple[torch.Tensor, list[dict[str, torch.
 class BatchStream(torch.utils.data.IterableDataset):
     """:func:`batches` in a DataLoader worker process, so drawing overlaps training."""
 
-    def __init__(self, seed: int, batch_size: int) -> None:
-        self.seed, self.batch_size = seed, batch_size
+    def __init__(self, seed: int, batch_size: int, camera_share: float = 0.5) -> None:
+        self.seed, self.batch_size, self.camera_share = seed, batch_size, camera_share
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[dict[str, torch.Tensor]]]]:
         torch.set_num_threads(1)
         cv2.setNumThreads(1)
-        return batches(self.seed, self.batch_size)
+        return batches(self.seed, self.batch_size, self.camera_share)
 

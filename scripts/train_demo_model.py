@@ -168,6 +168,8 @@ def main() -> None:
                         help="3: strides 8, 16 and 32; 2: strides 16 and 32")
     parser.add_argument("--average-decay", type=float, default=0.999,
                         help="decay of the weights' moving average that is evaluated and saved; 0: the last weights")
+    parser.add_argument("--camera-share", type=float, default=0.5,
+                        help="share of training images from the synthetic camera; the rest from the shape canvas")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads; the image generator has its own process (two cores: one each)")
@@ -185,8 +187,8 @@ def main() -> None:
     parameters = list(model.parameters())
     optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=1e-4)
     average = WeightAverage(model, args.average_decay, warmup=500)
-    loader = torch.utils.data.DataLoader(BatchStream(args.seed, args.batch_size), batch_size=None, num_workers=1,
-                                         prefetch_factor=4, persistent_workers=True)
+    loader = torch.utils.data.DataLoader(BatchStream(args.seed, args.batch_size, args.camera_share), batch_size=None,
+                                         num_workers=1, prefetch_factor=4, persistent_workers=True)
     model.train()
     started = time.monotonic()
     history = []

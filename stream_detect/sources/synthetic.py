@@ -149,9 +149,17 @@ class SyntheticScene:
         return frame
 
     def random_frame(self) -> tuple[np.ndarray, list[GroundTruth]]:
-        """An independent frame: new shapes and a new background phase (for training)."""
+        """An independent frame: new shapes and a new background phase (for training).
+
+        Centres reach half a radius past the frame edge, so shapes are also cut
+        by it as far as the camera shows them while they enter and leave.
+        """
         count = int(self._rng.integers(1, 2 * len(self._shapes) // 1 + 1))
         self._shapes = [self._spawn(anywhere=True) for _ in range(max(1, min(count, 10)))]
+        for shape in self._shapes:
+            reach = shape.radius / 2
+            shape.x = float(self._rng.uniform(-reach, self.width + reach))
+            shape.y = float(self._rng.uniform(-reach, self.height + reach))
         self._t = int(self._rng.integers(0, 10_000))
         return self.render()
 

@@ -52,6 +52,22 @@ def test_scene_moves_and_is_reproducible() -> None:
     assert {t.label for t in truth_a + truth_b} <= set(LABELS)
 
 
+def test_random_frames_are_reproducible_and_cut_by_the_edge_as_camera_frames_are() -> None:
+    scene, again = SyntheticScene(320, 180, seed=3), SyntheticScene(320, 180, seed=3)
+    centres_outside = boxes_at_edge = 0
+    previous = None
+    for _ in range(60):
+        image, truth = scene.random_frame()
+        assert np.array_equal(image, again.random_frame()[0])
+        assert previous is None or not np.array_equal(image, previous)
+        previous = image
+        assert all(0 <= t.box[0] < t.box[2] <= 320 and 0 <= t.box[1] < t.box[3] <= 180 for t in truth)
+        boxes_at_edge += sum(t.box[0] == 0 or t.box[1] == 0 or t.box[2] == 320 or t.box[3] == 180 for t in truth)
+        # entering and leaving, the camera's shapes have their centres outside the frame too
+        centres_outside += sum(not (0 <= s.x < 320 and 0 <= s.y < 180) for s in scene._shapes)
+    assert centres_outside > 0 and boxes_at_edge > 0
+
+
 @pytest.mark.timeout(20)
 def test_source_paces_frames_and_ends_after_its_count() -> None:
     reader = SyntheticSource("s", 160, 120, fps=20, seed=0, frames=10).open()
