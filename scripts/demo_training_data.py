@@ -217,7 +217,7 @@ class TrainingImages:
         return Sample(image, classes, boxes * scale)
 
 
-def batches(seed: int, batch_size: int, camera_share: float = 0.5
+def batches(seed: int, batch_size: int, camera_share: float
             ) -> Iterator[tuple[torch.Tensor, list[dict[str, torch.Tensor]]]]:
     """Endless seeded batches: normalised pixels ``(B, 3, H, W)`` and DETR targets (cxcywh in [0, 1])."""
     images = TrainingImages(seed, camera_share)
@@ -241,7 +241,7 @@ def to_batch(samples: list[Sample]) -> tuple[torch.Tensor, list[dict[str, torch.
 class BatchStream(torch.utils.data.IterableDataset):
     """:func:`batches` in a DataLoader worker process, so drawing overlaps training."""
 
-    def __init__(self, seed: int, batch_size: int, camera_share: float = 0.5) -> None:
+    def __init__(self, seed: int, batch_size: int, camera_share: float) -> None:
         self.seed, self.batch_size, self.camera_share = seed, batch_size, camera_share
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, list[dict[str, torch.Tensor]]]]:
