@@ -101,14 +101,16 @@ class SyntheticScene:
 
     # -- scene evolution -----------------------------------------------------
 
-    def _spawn(self, anywhere: bool) -> _Shape:
+    def _spawn(self, anywhere: bool, reach: float = 0.0) -> _Shape:
+        """A new shape: anywhere, its centre up to ``reach`` radii past the frame edge, or entering from an edge."""
         rng = self._rng
         short = min(self.width, self.height)
         radius = float(rng.uniform(0.05, 0.22) * short)
         speed = float(rng.uniform(0.3, 2.5)) * short / 360
         heading = float(rng.uniform(0, 2 * math.pi))
         if anywhere:
-            x, y = float(rng.uniform(0, self.width)), float(rng.uniform(0, self.height))
+            past = reach * radius
+            x, y = float(rng.uniform(-past, self.width + past)), float(rng.uniform(-past, self.height + past))
         else:  # enter from an edge, heading inwards
             edge = int(rng.integers(4))
             along_x, along_y = float(rng.uniform(0, self.width)), float(rng.uniform(0, self.height))
@@ -155,11 +157,7 @@ class SyntheticScene:
         by it as far as the camera shows them while they enter and leave.
         """
         count = int(self._rng.integers(1, 2 * len(self._shapes) // 1 + 1))
-        self._shapes = [self._spawn(anywhere=True) for _ in range(max(1, min(count, 10)))]
-        for shape in self._shapes:
-            reach = shape.radius / 2
-            shape.x = float(self._rng.uniform(-reach, self.width + reach))
-            shape.y = float(self._rng.uniform(-reach, self.height + reach))
+        self._shapes = [self._spawn(anywhere=True, reach=0.5) for _ in range(max(1, min(count, 10)))]
         self._t = int(self._rng.integers(0, 10_000))
         return self.render()
 
