@@ -57,8 +57,6 @@ def test_demo_checkpoint_is_exactly_the_architecture_and_documents_its_training(
     assert "scripts/train_demo_model.py" in card and "mAP" in card
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled model measures mAP@0.5 0.884 (circle 0.966, square 0.833, "
-                   "triangle 0.854); see stream_detect/models/demo/README.md")
 @pytest.mark.timeout(600)
 def test_map_on_held_out_frames(demo_detector: HFDetector) -> None:
     scene = SyntheticScene(640, 360, seed=424_242)  # a seed training never used
