@@ -12,6 +12,7 @@ import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -181,9 +182,18 @@ class ServerConfig(_Strict):
     allowed_origins: list[str] = Field(
         default_factory=list, description="Extra browser origins allowed on /ws besides the server's own."
     )
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Extra Host header values accepted besides localhost, 127.0.0.1, [::1], the bind address and "
+                    "public_url's host (DNS rebinding); '*' accepts any.",
+    )
+    public_url: str | None = Field(
+        None, description="The URL users reach the server at (behind a proxy); links in notifications use it."
+    )
     client_queue_size: int = Field(8, ge=1, le=1024, description="Messages buffered per websocket client.")
     send_timeout_s: float = Field(2.0, gt=0, le=60, description="A client stuck this long is disconnected.")
-    max_clients: int = Field(100, ge=1, le=10_000)
+    max_clients: int = Field(100, ge=1, le=10_000, description="Websocket clients at most; more get 503.")
+    max_mjpeg_clients: int = Field(20, ge=1, le=10_000, description="MJPEG preview viewers at most; more get 503.")
     max_message_bytes: int = Field(
         65_536, ge=1024, le=16_777_216, description="Largest websocket message a client may send (close 1009)."
     )
@@ -199,11 +209,34 @@ class ServerConfig(_Strict):
     max_image_pixels: int = Field(
         40_000_000, ge=1, le=1_000_000_000, description="Largest image (width x height) the API decodes."
     )
+    decode_pixels_in_flight: int = Field(
+        50_000_000, ge=1_000_000, le=10_000_000_000,
+        description="Pixels the API decodes at once at most (memory bound); further requests wait their turn.",
+    )
     api_cache_size: int = Field(256, ge=0, le=100_000, description="Answers kept for x-use-cache; 0 disables.")
     api_queue_size: int = Field(64, ge=1, le=10_000, description="Inference requests waiting at most; more get 503.")
     request_timeout_s: float = Field(60.0, gt=0, le=3600, description="Longest wait for the detector per request.")
     preview_fps: float = Field(15.0, gt=0, le=60, description="Frame rate cap of the live MJPEG preview.")
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of previews and snapshots.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"public_url {value!r} must be an http:// or https:// URL with a host")
+        return value.rstrip("/")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        hosts = [host.strip().lower() for host in value]
+        for host in hosts:
+            if not host or any(c in host for c in "/@ \t"):
+                raise ValueError(f"allowed host {host!r} must be a host name or address, without scheme or path")
+        return hosts
 
 
 class Config(_Strict):
