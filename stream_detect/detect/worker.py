@@ -10,20 +10,25 @@ burst in one lane cannot starve another.
 
 The worker knows nothing about DETR: it calls :meth:`Detector.detect` with
 the lowest threshold in the batch and lets each lane filter its own results.
+When a batch fails, each of its items is tried alone, so one bad image (an API
+client's) fails only its own request and never costs a camera its frame.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
-from ..errors import ModelError, ModelNotReadyError
+from ..errors import InputError, ModelError, ModelNotReadyError
 from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
 from ..records import Detections
 from .base import Detector
@@ -108,7 +113,10 @@ class DetectorWorker:
         self._lanes_lock = threading.Lock()
         self._next_lane = 0
         self._stop = threading.Event()
-        self._ready = threading.Event()
+        # Completed once the model is loaded or has failed to: asyncio code awaits
+        # it without a thread. Running from the start, so no waiter can cancel it.
+        self.loaded: Future[None] = Future()
+        self.loaded.set_running_or_notify_cancel()
         self._thread = threading.Thread(target=self._run, name="detector", daemon=False)
         self._load_started = 0.0
         self.state = WorkerState.LOADING
@@ -134,7 +142,8 @@ class DetectorWorker:
 
     def wait_ready(self, timeout: float | None = None) -> bool:
         """Waits until the model is loaded (or failed). True when ready."""
-        self._ready.wait(timeout)
+        with contextlib.suppress(FutureTimeoutError):
+            self.loaded.result(timeout)
         return self.state == WorkerState.READY
 
     def check_ready(self) -> None:
@@ -170,10 +179,10 @@ class DetectorWorker:
             self.error = str(error) if isinstance(error, ModelError) else f"cannot load model: {error}"
             self.state = WorkerState.FAILED
             log.error("%s", self.error)
-            self._ready.set()
+            self.loaded.set_result(None)
             self._drain_failing()
             return
-        self._ready.set()
+        self.loaded.set_result(None)
         try:
             while not self._stop.is_set():
                 batch = self._collect()
@@ -259,18 +268,53 @@ class DetectorWorker:
         thresholds = [entry.lane.threshold(entry.item) for entry in batch]
         images = [entry.lane.image(entry.item) for entry in batch]
         started = time.perf_counter()
+        results: Sequence[Detections | None]
         try:
             results = detector.detect(images, min(thresholds))
         except Exception as error:
-            log.exception("detector failed on a batch of %d", len(batch))
-            for entry in batch:
-                entry.lane.fail(entry.item, error)
-            return
+            if len(batch) == 1:
+                self._fail(batch[0], images[0], error)
+                results = [None]
+            else:
+                log.debug("detector failed on a batch of %d; trying its items one by one", len(batch),
+                          exc_info=True)
+                results = [self._detect_alone(detector, entry, image, threshold)
+                           for entry, image, threshold in zip(batch, images, thresholds, strict=True)]
         forward_s = time.perf_counter() - started
         for entry, detections, threshold in zip(batch, results, thresholds, strict=True):
+            if detections is None:
+                continue
             try:
                 entry.lane.deliver(entry.item, detections.filter(threshold, self.allowed_labels))
             except Exception:
                 log.exception("delivering detections to lane %s failed", entry.lane.name)
         if self._on_batch is not None:
             self._on_batch(BatchStats(len(batch), len({id(e.lane) for e in batch}), forward_s))
+
+    def _detect_alone(self, detector: Detector, entry: _Entry[Any], image: np.ndarray,
+                      threshold: float) -> Detections | None:
+        try:
+            return detector.detect([image], threshold)[0]
+        except Exception as error:
+            self._fail(entry, image, error)
+            return None
+
+    def _fail(self, entry: _Entry[Any], image: np.ndarray, error: Exception) -> None:
+        """Fails one item. One line, no traceback: a client repeating a bad image
+        repeats it, and the log's repeat filter folds identical lines."""
+        height, width = image.shape[:2]
+        if isinstance(error, InputError):
+            log.warning("lane %s: the detector refused a %dx%d image: %s", entry.lane.name, width, height, error)
+        else:
+            log.error("lane %s: the detector failed on a %dx%d image: %s: %s", entry.lane.name, width, height,
+                      type(error).__name__, _first_line(error))
+            log.debug("the detector's failure", exc_info=error)
+        try:
+            entry.lane.fail(entry.item, error)
+        except Exception:
+            log.exception("failing an item of lane %s failed", entry.lane.name)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else ""

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -33,6 +34,9 @@ class ScoreDetector:
             dets = Detections.from_lists([[0, 0, 1, 1]], [score], [0], ["thing"])
             out.append(dets.filter(threshold))
         return out
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        return height, width
 
     def close(self) -> None:
         pass
@@ -196,3 +200,69 @@ def test_a_live_lane_gives_its_freshest_frame_once_per_batch() -> None:
     assert list(camera.results) == [30]  # the newest, not the oldest still queued
     assert camera.queue.dropped == 2  # 10 by the full queue, 20 by the worker: both counted
     assert stats[0].size == 4 and stats[0].lanes == 2  # one camera frame, three file frames
+
+
+class SizeLane(ListLane):
+    """A lane whose items are image heights: item ``h`` is an ``(h, 8, 3)`` image."""
+
+    def image(self, item: int) -> np.ndarray:
+        return np.full((item, 8, 3), 200, np.uint8)
+
+
+class FailsOnHeight(ScoreDetector):
+    """Raises on any batch holding an image ``bad_height`` pixels high, as the HF
+    processors did on 1-pixel-high images (the whole batch failed)."""
+
+    def __init__(self, bad_height: int) -> None:
+        super().__init__()
+        self.bad_height = bad_height
+
+    def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Detections]:
+        if any(image.shape[0] == self.bad_height for image in images):
+            self.batches.append(-len(images))
+            raise RuntimeError(f"output with shape [1, 1, 192, 320] doesn't match ({len(images)} images)")
+        return super().detect(images, threshold)
+
+
+@pytest.mark.timeout(20)
+def test_a_failing_item_is_retried_alone_and_the_others_are_delivered(caplog: pytest.LogCaptureFixture) -> None:
+    detector = FailsOnHeight(bad_height=1)
+    worker, stats = make_worker(detector, max_batch_size=8, max_batch_wait_ms=200.0)
+    camera = SizeLane("camera", worker.wakeup)
+    api = SizeLane("api", worker.wakeup)
+    other = SizeLane("other", worker.wakeup)
+    camera.expected = other.expected = 3
+    for height in (10, 11, 12):
+        camera.queue.put(height)
+        other.queue.put(height + 10)
+    for height in (1, 16):
+        api.queue.put(height)
+    for lane in (camera, api, other):
+        worker.add_lane(lane)
+    with caplog.at_level(logging.DEBUG, "stream_detect.detect.worker"):
+        worker.start()
+        try:
+            assert camera.done.wait(5) and other.done.wait(5)
+            assert wait_for(lambda: len(api.errors) == 1 and len(api.results) == 1, 5)
+        finally:
+            worker.stop()
+            assert worker.join(5)
+    assert any(size < -1 for size in detector.batches), "the bad image did share a batch with others"
+    assert sorted(camera.results) == [10, 11, 12] and sorted(other.results) == [20, 21, 22]
+    assert list(api.results) == [16] and list(api.errors) == [1], "only the bad item fails"
+    assert isinstance(api.errors[1], RuntimeError)
+    assert stats and all(s.size >= 1 for s in stats)
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in problems] == [
+        "lane api: the detector failed on a 8x1 image: RuntimeError: output with shape [1, 1, 192, 320] "
+        "doesn't match (1 images)"]
+    assert not any(r.exc_info for r in problems), "one line each, no traceback"
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
