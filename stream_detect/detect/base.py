@@ -24,6 +24,21 @@ class Detector(Protocol):
         """Args:
             images: ``(H, W, 3) uint8`` RGB arrays; sizes may differ.
             threshold: Minimum score (exclusive) of the returned detections.
+
+        Raises:
+            InputError: an image the model cannot take (see :meth:`input_size`).
+        """
+        ...
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` the model sees of an image this size, after its own resize.
+
+        The API checks an image with it before decoding, and decodes large
+        images reduced to no less than this.
+
+        Raises:
+            InputError: the model cannot take an image this size (its resize
+                would round a side to 0).
         """
         ...
 

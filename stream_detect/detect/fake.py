@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..errors import InputError
 from ..records import Detections
 
 
@@ -41,6 +42,12 @@ class FakeDetector:
         if self.delay_s:
             time.sleep(self.delay_s)
         return [self._detect_one(image).filter(threshold) for image in images]
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The fake looks at the image as it is: every size from 1x1 up."""
+        if height < 1 or width < 1:
+            raise InputError(f"a {width}x{height} image has no pixels")
+        return height, width
 
     def _detect_one(self, image: np.ndarray) -> Detections:
         height, width = image.shape[:2]

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from ..config import ModelConfig
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from ..records import Detections
 from .backends import Backend, BackendOptions, RawOutputs, build_backend
 from .device import Device, resolve_device
-from .preprocess import ModelInputs, TorchPreprocessor, fixed_input_size, processor_size
+from .preprocess import ModelInputs, TorchPreprocessor, fixed_input_size, processor_size, resized_size
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +153,43 @@ class HFDetector:
         log.info("loaded %s on %s (%s)", source, device.torch_device, backend.name)
         return cls(model, processor, device, served_model_id(config), backend)
 
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` the processor resizes a ``height`` x ``width`` image to.
+
+        Computed from the processor's size settings, as transformers does
+        (:func:`~stream_detect.detect.preprocess.resized_size`); a processor
+        that does not resize, or resizes in a way not modelled there, is taken
+        to pass the image as it is.
+
+        Raises:
+            InputError: a side of the resized image would be 0 (an image far
+                longer than wide, for a processor that keeps the aspect ratio).
+        """
+        if height < 1 or width < 1:
+            raise InputError(f"a {width}x{height} image has no pixels")
+        if getattr(self.processor, "do_resize", True) is False:
+            return height, width
+        try:
+            resized = resized_size(height, width, processor_size(self.processor))
+        except ValueError:
+            return height, width
+        if min(resized) < 1:
+            raise InputError(f"a {width}x{height} image is too narrow for this model: its resize to the model's "
+                             f"input is {resized[1]}x{resized[0]} pixels")
+        return resized
+
     def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Detections]:
-        """Detections of each ``(H, W, 3) uint8`` RGB image scoring above ``threshold``."""
+        """Detections of each ``(H, W, 3) uint8`` RGB image scoring above ``threshold``.
+
+        Raises:
+            InputError: an image :meth:`input_size` refuses.
+        """
         results: list[Detections | None] = [None] * len(images)
         by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
         for index, image in enumerate(images):
             by_size[image.shape[:2]].append(index)
+        for height, width in by_size:
+            self.input_size(height, width)
         for (height, width), indices in by_size.items():
             for chunk in chunks(indices, self.device):
                 group = self._detect_same_size([images[i] for i in chunk], height, width, threshold)
@@ -178,7 +209,8 @@ class HFDetector:
         """The model's inputs for ``(H, W, 3) uint8`` RGB images, on the model's device."""
         if self.preprocessor is not None:
             return self.preprocessor(images)
-        inputs = self.processor(images=list(images), return_tensors="pt")
+        # Stated, not guessed: processors take a side of 1 or 3 pixels for the channels.
+        inputs = self.processor(images=list(images), return_tensors="pt", input_data_format="channels_last")
         pixel_values = self.device.host_to_device(inputs["pixel_values"])
         mask = inputs.get("pixel_mask")
         if mask is None:
