@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote
 
@@ -95,3 +99,69 @@ def streams_with(base: str, headers: dict[str, str]) -> dict[str, dict]:
     response = httpx.get(base + "/streams", headers=headers, timeout=10)
     return {s["id"]: s for s in response.json()["streams"]}
 
+
+QUERY_SECRETS = ("S3cret-pwd-value", "S3cret-apikey-value")
+AT_PASSWORD = ("before-at-PW", "after-at-PW")  # the password "before-at-PW@after-at-PW", '@' unencoded
+
+
+class _Unauthorized(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="cam"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet: the test reads the served process's log, not its own."""
+
+
+@contextlib.contextmanager
+def unauthorized_camera() -> Iterator[int]:
+    """An HTTP server answering every request 401; yields its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Unauthorized)
+    thread = threading.Thread(target=server.serve_forever, name="test-401-camera")
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_query_secrets_and_passwords_with_at_never_leave_the_process(tmp_path: Path) -> None:
+    query = f"user=viewer&pwd={QUERY_SECRETS[0]}&apikey={QUERY_SECRETS[1]}"
+    retry = {"open_timeout_s": 2, "read_timeout_s": 2, "reconnect": {"initial_s": 0.5, "max_s": 1}}
+    with unauthorized_camera() as port:
+        sources = [
+            {"kind": "url", "id": "dead", "url": f"http://127.0.0.1:9/401?{query}", **retry},
+            {"kind": "url", "id": "denied", "url": f"http://127.0.0.1:{port}/401?{query}", **retry},
+            {"kind": "url", "id": "at", "url": f"rtsp://admin:{'@'.join(AT_PASSWORD)}@127.0.0.1:9/x", **retry},
+        ]
+        config = {"model": {"id": "fake"}, "sources": sources, "server": {"port": 0}}
+        (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+        command = ("--log-level", "DEBUG", "run", "--config", str(tmp_path / "config.yaml"))
+        with serving_command(*command, module="tests.faults.fake_run") as served, Listener(served.base) as ws:
+            def all_retrying() -> bool:
+                described = streams_with(served.base, {})
+                return all(described[s["id"]]["state"] == "reconnecting" for s in sources)
+
+            assert wait_until(all_retrying, 30), streams_with(served.base, {})
+            time.sleep(2)  # a few more failed attempts, each logged and announced
+            described = streams_with(served.base, {})
+            statuses = [m for _, m in ws.messages() if m["type"] == "status" and m.get("detail")]
+        stderr = served.stderr
+    details = {stream_id: stream["detail"] or "" for stream_id, stream in described.items()}
+    print(details)
+    # The URLs are shown, with the user name of the query and the secrets' places kept.
+    assert "user=viewer&pwd=***&apikey=***" in details["dead"], details
+    assert "401" in details["denied"] and "user=viewer&pwd=***&apikey=***" in details["denied"], details
+    assert "rtsp://***@127.0.0.1:9/x" in details["at"], details
+    assert {m["stream"] for m in statuses} == {"dead", "denied", "at"}, statuses
+    assert "pwd=***" in stderr and "rtsp://***@127.0.0.1:9/x" in stderr
+    everything = "\n".join([stderr, json.dumps(described), *map(json.dumps, statuses)])
+    found = [f"{secret!r} as {form!r}" for secret in (*QUERY_SECRETS, *AT_PASSWORD)
+             for form in encodings(secret) if form in everything]
+    assert not found, f"secrets leaked: {found}"
