@@ -97,6 +97,26 @@ class Metrics:
             "Websocket clients disconnected for not reading.",
             registry=self.registry,
         )
+        self.mjpeg_evicted = Counter(
+            "stream_detect_mjpeg_viewers_evicted",
+            "MJPEG preview viewers disconnected for not reading (server.send_timeout_s).",
+            registry=self.registry,
+        )
+        self.mjpeg_refused = Counter(
+            "stream_detect_mjpeg_viewers_refused",
+            "MJPEG preview viewers refused over server.max_mjpeg_clients.",
+            registry=self.registry,
+        )
+        self.http_aborted = Counter(
+            "stream_detect_http_responses_aborted",
+            "Other HTTP responses aborted because the client stopped reading.",
+            registry=self.registry,
+        )
+        self.hosts_refused = Counter(
+            "stream_detect_hosts_refused",
+            "Requests refused for a Host header outside server.allowed_hosts (DNS rebinding).",
+            registry=self.registry,
+        )
         pipeline.add_batch_listener(self.observe_batch)
 
     def observe_batch(self, stats: BatchStats) -> None:

@@ -20,6 +20,7 @@ from ..pipeline import Pipeline
 from .api_docs import install_api_docs
 from .context import ServerContext
 from .dashboard import install_dashboard
+from .hosts import HostCheck
 from .inference_api import install_inference_api
 from .preview import install_preview
 from .websocket import websocket_endpoint
@@ -27,6 +28,28 @@ from .websocket import websocket_endpoint
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz"})
+
+
+class HostMiddleware:
+    """Answers 400 to HTTP requests and websocket handshakes whose Host is not this server's (DNS rebinding)."""
+
+    def __init__(self, app: ASGIApp, context: ServerContext) -> None:
+        self.app = app
+        self.context = context
+        self.hosts = HostCheck.for_server(context.config)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            hosts = [v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"host"] or [None]
+            refused = next((host for host in hosts if not self.hosts.allows(host)), "")
+            if refused != "":
+                self.context.metrics.hosts_refused.inc()
+                log.info("refused a request for host %r: not in server.allowed_hosts", (refused or "")[:100])
+                response = JSONResponse({"error": "Host header names no host this server answers for "
+                                                  "(see server.allowed_hosts)"}, status_code=400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class TokenMiddleware:
@@ -69,9 +92,10 @@ def create_app(pipeline: Pipeline, config: ServerConfig) -> FastAPI:
     app = FastAPI(title="stream-detect", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.context = context
     app.add_middleware(TokenMiddleware, context=context)
+    app.add_middleware(HostMiddleware, context=context)  # added last: runs first
     app.add_api_websocket_route("/ws", websocket_endpoint)
     install_inference_api(app, context)
-    install_preview(app, context)
+    app.state.previews = install_preview(app, context)
     install_dashboard(app)
     install_api_docs(app, tokens_required=context.auth.enabled, open_paths=OPEN_PATHS)
 

@@ -6,6 +6,10 @@ on the newest frame and encodes it to JPEG at most ``preview_fps`` times a
 second. Viewers share that JPEG: three viewers cost the same encodes as one,
 and with no viewer nothing is encoded. Drawing and encoding run in a worker
 thread (OpenCV releases the GIL) so the event loop stays responsive.
+
+Viewers are capped (``server.max_mjpeg_clients``, then 503); one that stops
+reading is dropped by the connection's write-stall guard
+(:mod:`.protocols`). At shutdown every MJPEG response ends cleanly.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import Counter, Gauge
+from starlette.types import Receive, Scope, Send
 
 from ..pipeline import StreamRuntime
 from ..records import Frame
@@ -59,6 +64,11 @@ class StreamPreview:
         self._published = asyncio.Event()  # replaced by a fresh one at every new JPEG
         self._task: asyncio.Task[None] | None = None
 
+    def wake(self) -> None:
+        """Wakes every viewer waiting for the next JPEG (they look at why)."""
+        published, self._published = self._published, asyncio.Event()
+        published.set()
+
     def annotate(self, frame: Frame) -> np.ndarray:
         stream = self.stream
         return draw_detections(frame.image, stream.last_detections, stream_name=stream.id, clock=frame.captured_at,
@@ -83,8 +93,7 @@ class StreamPreview:
                 # Numbered per stream, not per task: viewers compare across encoder restarts.
                 self._sequence += 1
                 self.jpeg = Jpeg(data, frame.index, self._sequence)
-                published, self._published = self._published, asyncio.Event()
-                published.set()
+                self.wake()
             await asyncio.sleep(max(0.005, self.interval - (time.monotonic() - started)))
 
     @contextlib.asynccontextmanager
@@ -116,11 +125,28 @@ class StreamPreview:
         return await self._encode(frame)
 
 
+class _ViewerResponse(StreamingResponse):
+    """A streaming response that gives back its viewer slot however it ends."""
+
+    def __init__(self, *args: object, release: Callable[[], None], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._release = release
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
 class Previews:
     """Previews of every stream, fed by the pipeline's frame listener."""
 
     def __init__(self, context: ServerContext) -> None:
         config = context.config
+        self.max_viewers = config.max_mjpeg_clients
+        self.admitted = 0  # MJPEG responses holding a viewer slot, on every stream
+        self.closing = False
         registry = context.metrics.registry
         self.encodes = Counter("stream_detect_preview_jpeg_encodes", "JPEG frames encoded for the live preview.",
                                ["stream"], registry=registry)
@@ -138,6 +164,25 @@ class Previews:
         preview = self.by_stream.get(frame.stream_id)
         if preview is not None:
             preview.latest_frame = frame
+
+    def admit(self) -> bool:
+        """Takes a viewer slot; False when all ``max_viewers`` are taken (or the server is stopping)."""
+        if self.closing or self.admitted >= self.max_viewers:
+            return False
+        self.admitted += 1
+        return True
+
+    def release(self) -> None:
+        self.admitted -= 1
+
+    async def close_all(self, timeout_s: float) -> None:
+        """Ends every MJPEG response (at shutdown) and waits, at most ``timeout_s``, for them to finish."""
+        self.closing = True
+        for preview in self.by_stream.values():
+            preview.wake()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self.admitted and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
 
 
 def _viewer_count(preview: StreamPreview) -> Callable[[], float]:
@@ -158,12 +203,16 @@ def install_preview(app: FastAPI, context: ServerContext) -> Previews:
         preview = previews.by_stream.get(stream_id)
         if preview is None:
             return _unknown(stream_id)
+        if not previews.admit():
+            context.metrics.mjpeg_refused.inc()
+            return JSONResponse({"error": f"too many preview viewers (limit {previews.max_viewers})"},
+                                status_code=503, headers={"Retry-After": "5"})
 
         async def parts() -> AsyncIterator[bytes]:
-            # Starlette cancels this generator when the viewer disconnects.
+            # Starlette cancels this generator when the viewer disconnects; it ends at shutdown.
             async with preview.watching():
                 sequence = 0
-                while True:
+                while not previews.closing:
                     jpeg = await preview.next_jpeg(sequence, timeout=1.0)
                     if jpeg is None:
                         continue
@@ -171,8 +220,9 @@ def install_preview(app: FastAPI, context: ServerContext) -> Previews:
                     yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg.data)}\r\n\r\n"
                            .encode() + jpeg.data + b"\r\n")
 
-        return StreamingResponse(parts(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
-                                 headers={"Cache-Control": "no-store"})
+        return _ViewerResponse(parts(), release=previews.release,
+                               media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                               headers={"Cache-Control": "no-store"})
 
     @app.get("/streams/{stream_id}/snapshot.jpg", tags=["streams"], response_model=None)
     async def snapshot(stream_id: str, raw: bool = False) -> Response:

@@ -125,8 +125,8 @@ SUBPROTOCOL = "stream-detect.v1"
 def _bearer_subprotocol(websocket: WebSocket) -> str | None:
     """The subprotocol to answer with. Browsers pass a token as an offered
     ``bearer.<token>`` subprotocol next to ``stream-detect.v1``; we select the
-    latter so the token is not echoed back."""
+    latter, and never a ``bearer.`` one: the token is not echoed back."""
     offered = [p.strip() for p in websocket.headers.get("sec-websocket-protocol", "").split(",") if p.strip()]
     if SUBPROTOCOL in offered:
         return SUBPROTOCOL
-    return offered[0] if offered else None
+    return next((p for p in offered if not p.lower().startswith("bearer.")), None)

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 from websockets.sync.client import connect
 
 from stream_detect.config import Config, ServerConfig, parse_config
 from stream_detect.detect.fake import FakeDetector
 from stream_detect.pipeline import Pipeline
 
+from ..processes import Served, serving_command
 from ..server.serving import serving, ws_url
 
 
@@ -109,6 +111,31 @@ class Listener:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- a real process ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fake_server(tmp_path: Path, sources: list[dict[str, Any]], server: dict[str, Any] | None = None,
+                boxes: int = 1) -> Iterator[Served]:
+    """A real ``stream-detect run`` process with the fake detector, serving ``sources``; ready when yielded."""
+    config = {"model": {"id": "fake", "max_batch_wait_ms": 1}, "sources": sources,
+              "server": {"port": 0, **(server or {})}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    with serving_command("run", "--config", str(tmp_path / "config.yaml"), module="tests.faults.fake_run",
+                         env={"FAKE_BOXES": str(boxes)}) as served:
+        assert wait_until(lambda: httpx.get(served.base + "/healthz", timeout=5).status_code == 200, 20)
+        yield served
+
+
+def stalled_client(port: int) -> socket.socket:
+    """Completes the websocket handshake, then never reads (default socket buffers)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert b" 101 " in sock.recv(1024)
+    return sock
 
 
 # -- /proc ---------------------------------------------------------------------

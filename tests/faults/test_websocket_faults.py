@@ -5,27 +5,26 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import yaml
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from stream_detect.config import ServerConfig
 
-from ..processes import Served, serving_command
 from ..server.serving import ws_url
 from .helpers import (
     Listener,
     analyzer,
+    fake_server,
     fd_count,
     rss_bytes,
+    stalled_client,
     tcp_sockets,
     wait_until,
 )
@@ -140,26 +139,6 @@ def test_silent_and_slowloris_connections_are_dropped_at_the_header_timeout() ->
 
 
 # -- a real process ---------------------------------------------------------
-
-
-@contextmanager
-def fake_server(tmp_path: Path, sources: list[dict], server: dict | None = None, boxes: int = 1) -> Iterator[Served]:
-    config = {"model": {"id": "fake", "max_batch_wait_ms": 1}, "sources": sources,
-              "server": {"port": 0, **(server or {})}}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    with serving_command("run", "--config", str(tmp_path / "config.yaml"), module="tests.faults.fake_run",
-                         env={"FAKE_BOXES": str(boxes)}) as served:
-        assert wait_until(lambda: httpx.get(served.base + "/healthz", timeout=5).status_code == 200, 20)
-        yield served
-
-
-def stalled_client(port: int) -> socket.socket:
-    """Completes the websocket handshake, then never reads (default socket buffers)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    assert b" 101 " in sock.recv(1024)
-    return sock
 
 
 @pytest.mark.slow

@@ -9,6 +9,8 @@ import re
 import httpx
 import pytest
 
+from stream_detect.config import ServerConfig
+
 from .serving import one_camera_pipeline, serving
 
 
@@ -23,9 +25,14 @@ def directives(policy: str) -> dict[str, list[str]]:
 
 @pytest.mark.timeout(60)
 def test_policy_allows_exactly_the_pages_own_script_and_style() -> None:
+    hostile_host = {"Host": "evil.example; script-src *"}
     with serving(one_camera_pipeline()) as base:
         response = httpx.get(base + "/", timeout=5)
-        hostile = httpx.get(base + "/", headers={"Host": "evil.example; script-src *"}, timeout=5)
+        refused = httpx.get(base + "/", headers=hostile_host, timeout=5)
+    # A server that answers any Host (allowed_hosts: ['*']) still keeps a hostile one out of the policy.
+    with serving(one_camera_pipeline(), ServerConfig(port=0, allowed_hosts=["*"])) as any_host:
+        hostile = httpx.get(any_host + "/", headers=hostile_host, timeout=5)
+    assert refused.status_code == 400 and "content-security-policy" not in refused.headers
     assert response.status_code == 200 and response.headers["cache-control"] == "no-cache"
     (script,) = re.findall(r"<script>(.*?)</script>", response.text, re.S)
     (style,) = re.findall(r"<style>(.*?)</style>", response.text, re.S)
