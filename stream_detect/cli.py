@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import __version__
@@ -19,6 +19,7 @@ log = logging.getLogger("stream_detect")
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+TOKENS_VARIABLE = "STREAM_DETECT_TOKENS"
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -101,6 +102,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def tokens_from_environment(environ: Mapping[str, str]) -> list[str]:
+    """The tokens of ``STREAM_DETECT_TOKENS`` (comma-separated); none when it is not set.
+
+    Set but empty, or with an empty item (``a,,b``), it is an error rather
+    than fewer tokens: no token at all would turn authentication off. The
+    message never shows the value.
+    """
+    value = environ.get(TOKENS_VARIABLE)
+    if value is None:
+        return []
+    tokens = [token.strip() for token in value.split(",")]
+    if not any(tokens):
+        raise ConfigError(f"{TOKENS_VARIABLE} is set but holds no token; unset it for no authentication")
+    if not all(tokens):
+        raise ConfigError(f"{TOKENS_VARIABLE} has an empty item (two commas in a row, or one at an end); "
+                          "expected TOKEN[,TOKEN...]")
+    return tokens
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The configuration file (or defaults) with command-line overrides applied."""
     base = load_config(args.config) if getattr(args, "config", None) else Config()
@@ -118,9 +138,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if getattr(args, "labels", None):
         model["labels"] = [label.strip() for label in args.labels.split(",") if label.strip()]
     server = data.setdefault("server", {})
-    env_tokens = os.environ.get("STREAM_DETECT_TOKENS", "")
-    if env_tokens.strip():
-        server["tokens"] = [*server.get("tokens", []), *(t.strip() for t in env_tokens.split(",") if t.strip())]
+    env_tokens = tokens_from_environment(os.environ)
+    if env_tokens:
+        server["tokens"] = [*server.get("tokens", []), *env_tokens]
     for option in ("host", "port"):
         value = getattr(args, option, None)
         if value is not None:

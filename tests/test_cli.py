@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -138,3 +139,27 @@ def test_detect_errors_are_one_line(tmp_path: Path, tiny_detr_dir: Path) -> None
         capture_output=True, text=True, timeout=120,
     )
     assert "notes.txt" in missing.stderr or "no-model" in missing.stderr
+
+
+@pytest.mark.parametrize("value", ["", " , ", "tok-Alpha9,,tok-Bravo9", "tok-Alpha9,"],
+                         ids=["empty", "only-commas", "empty-between", "trailing-comma"])
+def test_tokens_variable_without_a_token_in_an_item_is_refused(value: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stream_detect", "run", "--port", "0", "--source", "synthetic"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "STREAM_DETECT_TOKENS": value},
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "STREAM_DETECT_TOKENS" in lines[0], result.stderr[-2000:]
+    assert "tok-" not in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_tokens_variable_turns_authentication_on() -> None:
+    with serving_command("run", "--port", "0", "--model", "fake", "--source", "synthetic",
+                         env={"STREAM_DETECT_TOKENS": " tok-Alpha9 , tok-Bravo9 "},
+                         module="tests.faults.fake_run") as served:
+        anonymous = httpx.get(f"{served.base}/streams", timeout=5)
+        second = httpx.get(f"{served.base}/streams", headers={"Authorization": "Bearer tok-Bravo9"}, timeout=5)
+    assert anonymous.status_code == 401
+    assert second.status_code == 200 and second.json()["streams"][0]["id"] == "cam1"
