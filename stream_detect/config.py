@@ -8,6 +8,7 @@ it.
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 from pathlib import Path
@@ -18,10 +19,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import ConfigError
-from .redact import redact
+from .redact import is_secret_name, redact
 
 DEFAULT_MODEL = "facebook/detr-resnet-50"
-STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole id: fullmatch, so no trailing newline
+SHOWN_VALUE_CHARS = 120
 
 
 class _Strict(BaseModel):
@@ -66,8 +68,8 @@ class _SourceBase(_Strict):
     @field_validator("id")
     @classmethod
     def _check_id(cls, value: str) -> str:
-        if not STREAM_ID.match(value):
-            raise ValueError(f"stream id {value!r} must be 1-64 letters, digits, '_', '.' or '-'")
+        if not STREAM_ID.fullmatch(value):
+            raise ValueError("a stream id is 1-64 letters, digits, '_', '.' or '-', starting with a letter or digit")
         return value
 
 
@@ -171,7 +173,7 @@ class ModelConfig(_Strict):
     @classmethod
     def _check_device(cls, value: str) -> str:
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
-            raise ValueError(f"device {value!r} is not one of auto, cpu, mps, cuda, cuda:N")
+            raise ValueError("device must be one of auto, cpu, mps, cuda, cuda:N")
         return value
 
 
@@ -219,6 +221,18 @@ class ServerConfig(_Strict):
     preview_fps: float = Field(15.0, gt=0, le=60, description="Frame rate cap of the live MJPEG preview.")
     jpeg_quality: int = Field(80, ge=10, le=100, description="JPEG quality of previews and snapshots.")
 
+    @field_validator("tokens")
+    @classmethod
+    def _check_tokens(cls, value: list[str]) -> list[str]:
+        # Messages never carry a token, not even a malformed one.
+        for index, token in enumerate(value):
+            if not token.strip():
+                raise ValueError(f"token {index} is empty; an empty token would turn authentication off "
+                                 "(leave 'tokens' out for no authentication)")
+            if token != token.strip():
+                raise ValueError(f"token {index} starts or ends with white space, which clients cannot send")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _check_public_url(cls, value: str | None) -> str | None:
@@ -226,7 +240,7 @@ class ServerConfig(_Strict):
             return None
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"public_url {value!r} must be an http:// or https:// URL with a host")
+            raise ValueError("public_url must be an http:// or https:// URL with a host")
         return value.rstrip("/")
 
     @field_validator("allowed_hosts")
@@ -274,15 +288,30 @@ def _location(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts) or "(top level)"
 
 
+def _shown_value(loc: tuple[int | str, ...], value: Any) -> str:
+    """`` = VALUE`` for an error line: scalars only, credentials and secret settings as ``***``.
+
+    Containers are never shown: YAML aliases can make a small file's
+    container print as gigabytes (billion laughs).
+    """
+    if not isinstance(value, str | int | float | datetime.date) and value is not None:
+        return ""
+    if any(isinstance(part, str) and is_secret_name(part) for part in loc):
+        return " = ***"
+    shown = redact(repr(value))  # redacted whole, then cut: a cut URL could hide its '@' from redact
+    if len(shown) > SHOWN_VALUE_CHARS:
+        shown = shown[: SHOWN_VALUE_CHARS - 3] + "..."
+    return f" = {shown}"
+
+
 def _format_error(error: ValidationError, origin: str) -> str:
     first = error.errors()[0]
-    where = _location(tuple(first["loc"]))
+    loc = tuple(first["loc"])
+    where = _location(loc)
     if first["type"] == "extra_forbidden":
         return f"{origin}: unknown key {where!r}"
-    value = first.get("input")
-    message = first["msg"].removeprefix("Value error, ")
-    shown = "" if isinstance(value, dict | list) else f" = {redact(repr(value))}"
-    return f"{origin}: {where}{shown}: {message}"
+    message = redact(first["msg"].removeprefix("Value error, "))
+    return f"{origin}: {where}{_shown_value(loc, first.get('input'))}: {message}"
 
 
 def parse_config(data: Any, origin: str = "config") -> Config:

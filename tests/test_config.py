@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,40 @@ def test_bad_value_hides_credentials() -> None:
     assert "secret" not in str(error.value)
 
 
+@pytest.mark.parametrize("tokens", [[""], ["  "], ["good-token", ""]])
+def test_an_empty_token_is_refused_not_read_as_no_auth(tokens: list[str]) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"server": {"tokens": tokens}}, origin="test.yaml")
+    assert "server.tokens" in str(error.value) and "empty" in str(error.value)
+    assert "good-token" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "server",
+    [{"tokens": [123456789]}, {"tokens": "123456789"}, {"tokens": [" 123456789"]}, {"tokens": [["123456789"]]}],
+)
+def test_token_values_are_never_shown(server: dict) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"server": server}, origin="test.yaml")
+    assert "server.tokens" in str(error.value)
+    assert "123456789" not in str(error.value)
+
+
+def test_a_stream_id_ending_in_a_newline_is_refused() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"sources": [{"kind": "synthetic", "id": "cam\n"}]}, origin="test.yaml")
+    assert "\n" not in str(error.value)
+    assert "sources.0.id = 'cam\\n'" in str(error.value)
+
+
+def test_shown_values_hide_query_secrets_and_stay_short() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"server": {"public_url": "ftp://viewer:pw-S3cret@cam/?pwd=S3cret2&x=" + "y" * 5000}})
+    assert "S3cret" not in str(error.value)
+    assert "public_url = 'ftp://***@cam/?pwd=***&x=yyy" in str(error.value)
+    assert len(str(error.value).split(": ")[1]) < 200
+
+
 def test_source_kind_is_guessed_from_the_argument() -> None:
     assert source_from_url("rtsp://h/x", "cam1")["kind"] == "url"
     assert source_from_url("lavfi:testsrc2", "cam1") == {"kind": "lavfi", "id": "cam1", "graph": "testsrc2"}
@@ -103,3 +138,48 @@ def test_cli_missing_config_and_bad_yaml(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "invalid YAML" in result.stderr
+
+
+def run_with_config(path: Path) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "stream_detect", "run", "--config", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )
+    return result, time.monotonic() - started
+
+
+def billion_laughs(levels: int) -> str:
+    """Each alias level holds 9 of the previous: a few hundred bytes that expand to 9**levels strings.
+
+    ``!!pairs`` turns the list into tuples, which a naive error message prints whole.
+    """
+    lines = ['  l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "anchors:\n" + "\n".join(lines) + f"\nmodel:\n  labels: !!pairs [{{x: *l{levels - 1}}}]\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (billion_laughs(7), "model.labels.0: Input should be a valid string"),
+        ("server:\n  tokens: ['']\n", "server.tokens: token 0 is empty"),
+        ("server:\n  tokens: [123456789]\n", "server.tokens.0 = ***: Input should be a valid string"),
+        ("sources:\n  - {kind: synthetic, id: \"cam\\n\"}\n", "sources.0.id = 'cam\\n': a stream id is"),
+    ],
+    ids=["billion-laughs", "empty-token", "token-value", "id-with-newline"],
+)
+def test_cli_bad_config_values_are_one_line_and_exit_2(tmp_path: Path, content: str | bytes, expected: str) -> None:
+    path = tmp_path / "hostile.yaml"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    result, elapsed = run_with_config(path)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert lines[0].startswith(f"stream-detect: error: {path}: "), lines[0][:500]
+    assert expected in lines[0]
+    assert len(lines[0]) < 500 and "123456789" not in lines[0]
+    assert elapsed < 20, f"took {elapsed:.1f} s"
