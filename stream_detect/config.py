@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
-from pathlib import Path
+import sys
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -23,6 +23,8 @@ from .redact import is_secret_name, redact
 
 DEFAULT_MODEL = "facebook/detr-resnet-50"
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole id: fullmatch, so no trailing newline
+# A configuration is a few KiB: the cap bounds the time and memory the YAML parser can be made to spend.
+MAX_CONFIG_BYTES = 1024 * 1024
 SHOWN_VALUE_CHARS = 120
 
 
@@ -326,19 +328,62 @@ def parse_config(data: Any, origin: str = "config") -> Config:
         raise ConfigError(_format_error(error, origin)) from None
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` whose value errors are YAML errors with their line.
+
+    SafeLoader lets plain exceptions out of some values: ``int()`` of more
+    than 4,300 digits and ``!!timestamp 2024-13-01`` (ValueError), ``!!bool x``
+    (KeyError), ``!!timestamp x`` (AttributeError).
+    """
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, LookupError, AttributeError, TypeError, ArithmeticError) as error:
+            if isinstance(error, ValueError) and "integer string conversion" in str(error):
+                problem = f"a number has more than {sys.get_int_max_str_digits()} digits"
+            elif isinstance(error, ValueError) and str(error):
+                problem = str(error).splitlines()[0][:SHOWN_VALUE_CHARS]
+            else:
+                problem = f"not a valid !!{node.tag.rpartition(':')[2]}"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+def _yaml_problem(error: yaml.YAMLError, text: str) -> str:
+    """`` line N: what`` of a YAML error, on one line."""
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        where = f" line {mark.line + 1}:" if mark is not None else ""
+        return f"{where} invalid YAML: {error.problem or error.context or type(error).__name__}"
+    if isinstance(error, yaml.reader.ReaderError):
+        line = text.count("\n", 0, error.position) + 1
+        character = f"#x{error.character:04x}" if isinstance(error.character, int) else repr(error.character)
+        return f" line {line}: invalid YAML: character {character}: {error.reason}"
+    return f" invalid YAML: {str(error).splitlines()[0] if str(error) else type(error).__name__}"
+
+
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Reads and validates a YAML configuration file."""
+    """Reads and validates a YAML configuration file (UTF-8, at most 1 MiB)."""
+    name = os.fspath(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
     except OSError as error:
-        raise ConfigError(f"cannot read config {str(path)!r}: {error.strerror}") from None
+        raise ConfigError(f"cannot read config {name!r}: {error.strerror or error}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name}: larger than {MAX_CONFIG_BYTES // 1024} KiB, too large for a configuration")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"{name}: line {line}: not UTF-8 text (byte 0x{raw[error.start]:02x})") from None
+    try:
+        data = yaml.load(text, Loader=_ConfigLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(error, 'problem', error)}") from None
-    return parse_config(data, origin=str(path))
+        raise ConfigError(f"{name}:{_yaml_problem(error, text)}") from None
+    except RecursionError:
+        raise ConfigError(f"{name}: invalid YAML: nested too deeply") from None
+    return parse_config(data, origin=name)
 
 
 def source_from_url(url: str, stream_id: str) -> dict[str, Any]:

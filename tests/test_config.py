@@ -162,12 +162,21 @@ def billion_laughs(levels: int) -> str:
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
+        ("model: " + "[" * 5000 + "]" * 5000 + "\n", "invalid YAML: nested too deeply"),
+        ("".join(" " * i + "a:\n" for i in range(1200)), "invalid YAML: nested too deeply"),
+        (b"model:\n  id: caf\xe9\n", "line 2: not UTF-8 text (byte 0xe9)"),
+        ("server:\n  port: " + "9" * 5000 + "\n", "line 2: invalid YAML: a number has more than 4300 digits"),
+        ("model:\n  threshold: !!timestamp 2024-13-01\n", "line 2: invalid YAML: month must be in 1..12"),
+        ("model:\n  compile: !!bool maybe\n", "line 2: invalid YAML: not a valid !!bool"),
+        ("model:\n  id: a\x07b\n", "line 2: invalid YAML: character #x0007"),
         (billion_laughs(7), "model.labels.0: Input should be a valid string"),
+        ("# padding\n" * 120_000, "larger than 1024 KiB"),
         ("server:\n  tokens: ['']\n", "server.tokens: token 0 is empty"),
         ("server:\n  tokens: [123456789]\n", "server.tokens.0 = ***: Input should be a valid string"),
         ("sources:\n  - {kind: synthetic, id: \"cam\\n\"}\n", "sources.0.id = 'cam\\n': a stream id is"),
     ],
-    ids=["billion-laughs", "empty-token", "token-value", "id-with-newline"],
+    ids=["deep-flow", "deep-block", "not-utf8", "5000-digits", "bad-timestamp", "bad-bool", "control-character",
+         "billion-laughs", "over-1MiB", "empty-token", "token-value", "id-with-newline"],
 )
 def test_cli_bad_config_values_are_one_line_and_exit_2(tmp_path: Path, content: str | bytes, expected: str) -> None:
     path = tmp_path / "hostile.yaml"
