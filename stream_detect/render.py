@@ -4,7 +4,7 @@ One renderer serves the live preview, snapshots and recordings. Each label
 has one stable colour (a hash of its name into a palette, the same in every
 process); line width and text size scale with the frame, so a 160x120 frame
 and a 4K frame both read well; label tags are moved inside the frame when a
-box touches an edge.
+box touches an edge, and out from under the header (see ``draw_detections``).
 """
 
 from __future__ import annotations
@@ -61,26 +61,54 @@ def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
 
 
-def _tag(image: np.ndarray, text: str, anchor: tuple[int, int], colour: tuple[int, int, int], style: Style,
-         above: bool = True) -> tuple[int, int, int, int]:
-    """Draws a filled tag with ``text`` near ``anchor`` (a box corner), kept inside the frame.
+Rect = tuple[int, int, int, int]
+"""A rectangle ``(x0, y0, x1, y1)`` in pixels, both corners inclusive."""
 
-    Returns the tag's rectangle ``(x0, y0, x1, y1)``.
-    """
-    height, width = image.shape[:2]
+HEADER_COLOUR = (24, 24, 24)
+
+
+def _overlaps(a: Rect, b: Rect) -> bool:
+    return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+
+def _tag_size(text: str, style: Style, width: int, height: int) -> tuple[int, int]:
+    """The ``(width, height)`` of the filled tag holding ``text``, at most the frame's."""
     (text_w, text_h), baseline = cv2.getTextSize(text, FONT, style.font_scale, style.font_thickness)
-    tag_w = min(width, text_w + 2 * style.pad)
-    tag_h = min(height, text_h + baseline + 2 * style.pad)
-    x0 = min(max(0, anchor[0]), width - tag_w)
-    y0 = anchor[1] - tag_h if above else anchor[1]
-    if y0 < 0:
-        y0 = anchor[1] if above else 0  # no room above the box: put it inside, at the top
+    return min(width, text_w + 2 * style.pad), min(height, text_h + baseline + 2 * style.pad)
+
+
+def _label_rect(size: tuple[int, int], corner: tuple[int, int], width: int, height: int,
+                header: Rect | None) -> Rect:
+    """Where the tag of a box with top-left ``corner`` goes: above the box, kept inside the frame.
+
+    With no room above (the frame's top edge, or the ``header`` there) the tag
+    goes inside the box at its top, below the header when it would sit under it.
+    """
+    tag_w, tag_h = size
+    x0 = min(max(0, corner[0]), width - tag_w)
+    inside_y0 = corner[1]
+    if header is not None and _overlaps((x0, inside_y0, x0 + tag_w - 1, inside_y0 + tag_h - 1), header):
+        inside_y0 = header[3] + 1
+    y0 = corner[1] - tag_h
+    if y0 < 0 or (header is not None and _overlaps((x0, y0, x0 + tag_w - 1, y0 + tag_h - 1), header)):
+        y0 = inside_y0
     y0 = min(max(0, y0), height - tag_h)
-    x1, y1 = x0 + tag_w - 1, y0 + tag_h - 1
-    cv2.rectangle(image, (x0, y0), (x1, y1), colour, -1)
-    cv2.putText(image, text, (x0 + style.pad, y0 + style.pad + text_h), FONT, style.font_scale,
+    return x0, y0, x0 + tag_w - 1, y0 + tag_h - 1
+
+
+def _paint_tag(image: np.ndarray, text: str, rect: Rect, colour: tuple[int, int, int], style: Style) -> None:
+    """Fills ``rect`` with ``colour`` and writes ``text`` in it, in black or white, whichever reads."""
+    (_, text_h), _ = cv2.getTextSize(text, FONT, style.font_scale, style.font_thickness)
+    cv2.rectangle(image, rect[:2], rect[2:], colour, -1)
+    cv2.putText(image, text, (rect[0] + style.pad, rect[1] + style.pad + text_h), FONT, style.font_scale,
                 _text_colour(colour), style.font_thickness, cv2.LINE_AA)
-    return x0, y0, x1, y1
+
+
+def _header_text(stream_name: str | None, clock: float | None, fps: float | None) -> str:
+    parts = [p for p in (stream_name,
+                         time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(clock)) if clock else None,
+                         f"{fps:.1f} fps" if fps is not None else None) if p]
+    return "  ".join(parts)
 
 
 def draw_detections(
@@ -93,23 +121,36 @@ def draw_detections(
 ) -> np.ndarray:
     """Returns a copy of ``image`` with ``detections`` drawn on it.
 
+    Each box's label tag sits above the box; with no room there it goes inside
+    the box at its top. The header (stream name, clock, fps) is a tag at the
+    frame's top-left corner; a label tag that would fall under it, such as
+    the tag of a box at the top edge, is drawn just below the header instead,
+    so both stay readable. Tags clear of the header are where they would be
+    without it.
+
     Args:
         image: ``(H, W, 3) uint8`` RGB frame; not modified.
         detections: Boxes in the frame's pixels.
         stream_name: Shown top left with ``clock`` (Unix time) and ``fps`` when given.
+        clock: Unix time shown in the header, in local time.
+        fps: Frame rate shown in the header.
     """
     canvas = image.copy()
     height, width = canvas.shape[:2]
     style = Style.for_frame(width, height)
+    header_text, header = "", None
+    if stream_name is not None or clock is not None or fps is not None:
+        header_text = _header_text(stream_name, clock, fps)
+        header_w, header_h = _tag_size(header_text, style, width, height)
+        header = (0, 0, header_w - 1, header_h - 1)
     for box, score, label in zip(detections.xyxy, detections.confidence, detections.labels, strict=True):
         colour = label_colour(label)
         x0, y0 = int(np.clip(box[0], 0, width - 1)), int(np.clip(box[1], 0, height - 1))
         x1, y1 = int(np.clip(box[2], 0, width - 1)), int(np.clip(box[3], 0, height - 1))
         cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, style.thickness)
-        _tag(canvas, f"{label} {score:.2f}", (x0, y0), colour, style)
-    if stream_name is not None or clock is not None or fps is not None:
-        parts = [p for p in (stream_name,
-                             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(clock)) if clock else None,
-                             f"{fps:.1f} fps" if fps is not None else None) if p]
-        _tag(canvas, "  ".join(parts), (0, 0), (24, 24, 24), style, above=False)
+        text = f"{label} {score:.2f}"
+        rect = _label_rect(_tag_size(text, style, width, height), (x0, y0), width, height, header)
+        _paint_tag(canvas, text, rect, colour, style)
+    if header is not None:
+        _paint_tag(canvas, header_text, header, HEADER_COLOUR, style)
     return canvas
