@@ -68,12 +68,35 @@ class _StreamCollector(Collector):
         yield from (captured, processed, dropped, corrupt, reconnects, fps, state, latency)
 
 
+class _SinkCollector(Collector):
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    def collect(self) -> Iterator[Metric]:
+        delivered = CounterMetricFamily("stream_detect_sink_results_delivered", "Results a sink has taken.",
+                                        labels=["sink"])
+        dropped = CounterMetricFamily("stream_detect_sink_results_dropped",
+                                      "Results a sink lost because it fell behind (its buffer was full).",
+                                      labels=["sink"])
+        failures = CounterMetricFamily("stream_detect_sink_failures", "Results or changes a sink failed on.",
+                                       labels=["sink"])
+        queued = GaugeMetricFamily("stream_detect_sink_queued", "Results and changes waiting for a sink.",
+                                   labels=["sink"])
+        for runner in self._pipeline.dispatcher.runners:
+            delivered.add_metric([runner.name], runner.delivered)
+            dropped.add_metric([runner.name], runner.dropped)
+            failures.add_metric([runner.name], runner.failures)
+            queued.add_metric([runner.name], runner.describe()["queued"])
+        yield from (delivered, dropped, failures, queued)
+
+
 class Metrics:
     """Every metric the process exports."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_StreamCollector(pipeline))
+        self.registry.register(_SinkCollector(pipeline))
         self.batch_size = Histogram(
             "stream_detect_batch_size",
             "Items per detector batch.",

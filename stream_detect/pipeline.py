@@ -1,11 +1,17 @@
-"""Wiring: sources -> bounded queues -> detector worker -> listeners.
+"""Wiring: sources -> bounded queues -> detector worker -> dispatcher -> sinks.
 
 :class:`Pipeline` owns every thread of a running analyzer: one capture thread
-per stream, the detector worker and, where recording is on, one recorder per
-stream. What happens leaves through listeners: every captured frame (capture
-thread; the preview and the recorders), every processed frame's detections
-(worker thread; the websocket hub) and every state change. Listeners must
-return quickly.
+per stream, the detector worker, the sinks' threads (:mod:`.sinks`) and,
+where recording is on, one recorder per stream. What happens leaves in two
+ways:
+
+- every processed frame's :class:`~.sinks.FrameResult` and every state change
+  go to the :class:`~.sinks.Dispatcher`, which hands them to each sink's own
+  thread at once (the websocket hub, the recordings' detections); the worker
+  never waits on a sink;
+- every captured frame goes to the frame taps on the capture thread (the
+  preview remembers it, a recorder queues it for its encoder): taps must
+  return at once and never block.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from .frame_queue import DropPolicy, FrameQueue
 from .record.recorder import Recorder, RecorderSettings
 from .record.segments import Retention
 from .records import Detections, Frame
-from .serialize import detections_message, status_message
+from .sinks import Dispatcher, FrameResult
 from .sources import build_source
 from .sources.base import SourceState
 from .sources.capture import Capture, StateChange
@@ -35,9 +41,7 @@ from .stats import LatencyWindow, RateMeter
 
 log = logging.getLogger(__name__)
 
-DetectionListener = Callable[[Frame, Detections, float], None]
-FrameListener = Callable[[Frame], None]
-StateListener = Callable[[StateChange], None]
+FrameTap = Callable[[Frame], None]
 
 
 @dataclass(eq=False)
@@ -117,6 +121,32 @@ class _StreamLane:
             log.warning("stream %s: frames not processed from frame %d on: %s", self.name, item.index, message)
 
 
+class RecordingSink:
+    """Feeds each recorded stream's recorder: its frames (a tap, on the capture thread: the
+    recorder only queues them) and its detections (a sink: the JSON Lines sidecar)."""
+
+    name = "recordings"
+
+    def __init__(self, streams: dict[str, StreamRuntime]) -> None:
+        self._streams = streams
+
+    def on_frame(self, frame: Frame) -> None:
+        stream = self._streams.get(frame.stream_id)
+        if stream is not None and stream.recorder is not None:
+            stream.recorder.on_frame(frame)
+
+    def on_result(self, result: FrameResult) -> None:
+        stream = self._streams.get(result.stream_id)
+        if stream is not None and stream.recorder is not None:
+            stream.recorder.on_result(result)
+
+    def on_status(self, change: StateChange) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class Pipeline:
     """A running analyzer: every stream of ``config`` through one detector.
 
@@ -137,13 +167,17 @@ class Pipeline:
             wakeup=self.wakeup,
         )
         self.streams: dict[str, StreamRuntime] = {}
-        self._frame_listeners: list[FrameListener] = []
-        self._detection_listeners: list[DetectionListener] = []
-        self._state_listeners: list[StateListener] = []
+        self.dispatcher = Dispatcher()
+        self._frame_taps: list[FrameTap] = []
         self._batch_listeners: list[Callable[[BatchStats], None]] = []
         self._started = False
         for source_config in config.sources:
             self._add_stream(source_config)
+        self._stopping = threading.Event()
+        if any(stream.recorder is not None for stream in self.streams.values()):
+            recordings = RecordingSink(self.streams)
+            self.add_frame_tap(recordings.on_frame)
+            self.dispatcher.add(recordings, maxsize=64)
 
     def _add_stream(self, source_config: SourceConfig) -> StreamRuntime:
         policy = DropPolicy(drop_policy(source_config))
@@ -158,16 +192,9 @@ class Pipeline:
 
     # -- listeners -----------------------------------------------------------
 
-    def add_frame_listener(self, listener: FrameListener) -> None:
-        """``listener(frame)`` on the capture thread for every captured frame; must be quick."""
-        self._frame_listeners.append(listener)
-
-    def add_detection_listener(self, listener: DetectionListener) -> None:
-        """``listener(frame, detections, emitted_at)`` on the worker thread; must be quick."""
-        self._detection_listeners.append(listener)
-
-    def add_state_listener(self, listener: StateListener) -> None:
-        self._state_listeners.append(listener)
+    def add_frame_tap(self, tap: FrameTap) -> None:
+        """``tap(frame)`` on the capture thread for every captured frame; must return at once."""
+        self._frame_taps.append(tap)
 
     def add_batch_listener(self, listener: Callable[[BatchStats], None]) -> None:
         self._batch_listeners.append(listener)
@@ -178,6 +205,7 @@ class Pipeline:
         if self._started:
             return
         self._started = True
+        self.dispatcher.start()
         self.worker.start()
         for stream in self.streams.values():
             if stream.recorder is not None:
@@ -188,6 +216,7 @@ class Pipeline:
     def stop(self, timeout: float = 5.0) -> bool:
         """Stops every thread; True if all joined within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
+        self._stopping.set()
         for stream in self.streams.values():
             stream.capture.stop()
         self.worker.stop()
@@ -195,7 +224,8 @@ class Pipeline:
         for stream in self.streams.values():
             joined &= stream.capture.join(max(0.0, deadline - time.monotonic()))
         joined &= self.worker.join(max(0.0, deadline - time.monotonic()))
-        for stream in self.streams.values():  # after capture: the encoder is flushed last
+        joined &= self.dispatcher.close(max(0.5, deadline - time.monotonic()))  # what is buffered is delivered
+        for stream in self.streams.values():  # after capture and sinks: the encoder is flushed last
             if stream.recorder is not None:
                 stream.recorder.stop()
         for stream in self.streams.values():
@@ -215,29 +245,21 @@ class Pipeline:
     # -- events --------------------------------------------------------------
 
     def _on_frame(self, frame: Frame) -> None:
-        stream = self.streams.get(frame.stream_id)
-        if stream is not None and stream.recorder is not None:
-            stream.recorder.on_frame(frame)
-        for listener in self._frame_listeners:
+        for tap in self._frame_taps:
             try:
-                listener(frame)
+                tap(frame)
             except Exception:
-                log.exception("frame listener failed")
+                log.exception("frame tap failed")
 
     def _emit(self, stream: StreamRuntime, frame: Frame, detections: Detections) -> None:
         emitted_at = time.time()
-        if stream.recorder is not None:
-            stream.recorder.on_detections(frame, detections, emitted_at)
         stream.processed += 1
         stream.processed_rate.tick()
         stream.latency.add(emitted_at - frame.captured_at)
         stream.last_frame = frame
         stream.last_detections = detections
-        for listener in self._detection_listeners:
-            try:
-                listener(frame, detections, emitted_at)
-            except Exception:
-                log.exception("detection listener failed")
+        self.dispatcher.publish_result(FrameResult(frame, detections, self.model_id, emitted_at),
+                                       should_stop=self._stopping.is_set)
 
     def _on_state(self, change: StateChange) -> None:
         stream = self.streams.get(change.stream_id)
@@ -246,11 +268,7 @@ class Pipeline:
             stream.state_detail = change.detail
         log.info("stream %s: %s%s", change.stream_id, change.state.value,
                  f" ({change.detail})" if change.detail else "")
-        for listener in self._state_listeners:
-            try:
-                listener(change)
-            except Exception:
-                log.exception("state listener failed")
+        self.dispatcher.publish_status(change)
 
     def _on_batch(self, stats: BatchStats) -> None:
         for listener in self._batch_listeners:
@@ -263,13 +281,6 @@ class Pipeline:
         if detector is not None:
             return detector.model_id
         return self.config.model.name or self.config.model.id
-
-    def message_for(self, frame: Frame, detections: Detections, emitted_at: float) -> dict[str, Any]:
-        return detections_message(frame, detections, self.model_id, emitted_at)
-
-    @staticmethod
-    def status_for(change: StateChange) -> dict[str, Any]:
-        return status_message(change.stream_id, change.state.value, change.at, change.detail)
 
 
 def recorder_settings(record: RecordConfig, source: SourceConfig) -> RecorderSettings:

@@ -4,7 +4,8 @@ Every captured frame is drawn with the latest detections and encoded at the
 source's timestamps into segments of ``segment_seconds``. Encoding runs on the
 recorder's own thread behind a small drop-oldest queue: a slow encoder loses
 recording frames (counted), it never stalls capture or detection. Each
-segment has a JSON Lines sidecar with every processed frame's detections.
+segment has a JSON Lines sidecar with every processed frame's detections
+message.
 A stop flushes the encoder, so the last segment is complete.
 
 A failure (disk full, permissions) never reaches capture or detection: the
@@ -23,12 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import orjson
-
 from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
 from ..records import Detections, Frame
 from ..render import draw_detections
-from ..serialize import to_hf_elements
+from ..sinks import FrameResult
 from .segments import PARTIAL, Retention, final_path, recover_partials, segment_stem
 from .writer import VideoWriter
 
@@ -98,7 +97,7 @@ def _timestamp(frame: Frame) -> float:
 
 
 class Recorder:
-    """Records one stream. Feed it with ``on_frame`` and ``on_detections``.
+    """Records one stream. Feed it with ``on_frame`` and ``on_result``.
 
     Args:
         stream_id: The stream recorded.
@@ -146,14 +145,15 @@ class Recorder:
         if self._accepting:
             self._frames.put(frame)
 
-    def on_detections(self, frame: Frame, detections: Detections, emitted_at: float) -> None:
+    def on_result(self, result: FrameResult) -> None:
+        """The frame's detections: drawn on the frames that follow, and a line of the sidecar
+        (the websocket's detections message)."""
         if not self._accepting:
             return
-        record = {"frame": frame.index, "pts": frame.pts, "captured_at": frame.captured_at,
-                  "detections": to_hf_elements(detections)}
+        line = result.json() + b"\n"
         with self._lock:
-            self._latest = detections
-            self._records.append(orjson.dumps(record) + b"\n")
+            self._latest = result.detections
+            self._records.append(line)
 
     # -- the thread ----------------------------------------------------------
 

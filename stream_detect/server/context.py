@@ -11,7 +11,7 @@ from ..metrics import Metrics
 from ..pipeline import Pipeline, StreamRuntime
 from ..serialize import status_message
 from .auth import TokenCheck
-from .hub import Hub
+from .hub import Hub, HubSink
 
 
 @dataclass(eq=False)
@@ -29,12 +29,7 @@ class ServerContext:
         metrics = Metrics(pipeline)
         hub = Hub(config.client_queue_size, on_drop=metrics.ws_dropped.inc)
         context = cls(pipeline=pipeline, config=config, hub=hub, metrics=metrics, auth=TokenCheck(config.tokens))
-        pipeline.add_detection_listener(
-            lambda frame, detections, emitted_at: hub.publish(
-                pipeline.message_for(frame, detections, emitted_at)
-            )
-        )
-        pipeline.add_state_listener(lambda change: hub.publish(pipeline.status_for(change)))
+        pipeline.dispatcher.add(HubSink(hub), maxsize=64)
         return context
 
     def stream_status(self, stream: StreamRuntime) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Fan-out of websocket messages to clients, each with its own bounded queue.
 
 The hand-off from the pipeline's threads to asyncio happens in exactly one
-place: :meth:`Hub.publish`, which serialises the message once and schedules
-the fan-out on the event loop with ``loop.call_soon_threadsafe``.
+place: :meth:`Hub.publish_text`, which schedules the fan-out of a message,
+serialised once, on the event loop with ``loop.call_soon_threadsafe``. The
+hub is fed by :class:`HubSink`, on the sink's own thread.
 
 Every client has a small queue; when it is full the oldest detections message
 is dropped (and counted), so a slow client only loses its own messages. Status
@@ -23,6 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from ..serialize import status_message
+from ..sinks import FrameResult
+from ..sources.capture import StateChange
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +121,18 @@ class Hub:
 
     def publish(self, message: dict[str, Any]) -> None:
         """Thread-safe: serialises ``message`` once and fans it out on the loop."""
+        if self._loop is None or not self.clients:
+            return
+        self.publish_text(str(message.get("stream", "")), orjson.dumps(message).decode(),
+                          keep=message.get("type") == "status")
+
+    def publish_text(self, stream: str, text: str, keep: bool = False) -> None:
+        """Thread-safe: fans an already serialised message of ``stream`` out on the loop.
+
+        This is the one hand-off from threads to asyncio."""
         loop = self._loop
         if loop is None or not self.clients:
             return
-        text = orjson.dumps(message).decode()
-        stream = str(message.get("stream", ""))
-        keep = message.get("type") == "status"
         with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
             loop.call_soon_threadsafe(self._fan_out, stream, text, keep)
 
@@ -132,3 +143,22 @@ class Hub:
                 dropped += 1
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
+
+
+class HubSink:
+    """The websocket hub as a sink: each result's message (serialised once) and every state change."""
+
+    name = "websocket"
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+
+    def on_result(self, result: FrameResult) -> None:
+        if self.hub.clients:
+            self.hub.publish_text(result.stream_id, result.json().decode())
+
+    def on_status(self, change: StateChange) -> None:
+        self.hub.publish(status_message(change.stream_id, change.state.value, change.at, change.detail))
+
+    def close(self) -> None:
+        pass

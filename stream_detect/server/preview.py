@@ -158,7 +158,7 @@ class Previews:
         }
         for stream_id, preview in self.by_stream.items():
             self.viewers.labels(stream=stream_id).set_function(_viewer_count(preview))
-        context.pipeline.add_frame_listener(self.on_frame)
+        context.pipeline.add_frame_tap(self.on_frame)
 
     def on_frame(self, frame: Frame) -> None:
         preview = self.by_stream.get(frame.stream_id)
