@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import cv2
 
 from ..errors import SourceOpenError
+from ..redact import redact_url
 from .base import RawFrame
 
 
@@ -43,7 +44,7 @@ class WebcamSource:
         capture = cv2.VideoCapture(self.device, cv2.CAP_ANY, params)
         if not capture.isOpened():
             capture.release()
-            raise SourceOpenError(f"cannot open camera {self.device!r}: no such device, or it is busy")
+            raise SourceOpenError(f"cannot open camera {redact_url(str(self.device))!r}: no such device, or it is busy")
         for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, self.width), (cv2.CAP_PROP_FRAME_HEIGHT, self.height),
                             (cv2.CAP_PROP_FPS, self.fps)):
             if value:
