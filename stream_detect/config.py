@@ -16,7 +16,17 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
 from .redact import is_secret_name, redact
@@ -126,10 +136,68 @@ class SyntheticSource(_SourceBase):
     frames: int | None = Field(None, ge=1, description="End after this many frames.")
 
 
+# The key that tells a source entry's kind when ``kind`` is left out; a ``url`` is then read by its value.
+_KIND_OF_KEY = {"url": "url", "path": "file", "graph": "lavfi", "device": "webcam"}
+_URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+
+def _fields_of_location(location: str) -> dict[str, Any]:
+    """The kind and fields a source location stands for: the one rule of ``--source`` and an entry's ``url``.
+
+    ``lavfi:GRAPH`` is an FFmpeg test source, ``synthetic`` the built-in
+    camera, a number or ``/dev/videoN`` a webcam, a URL with a scheme other
+    than ``file://`` a network stream, anything else a file path.
+    """
+    if location.startswith("lavfi:"):
+        return {"kind": "lavfi", "graph": location.removeprefix("lavfi:")}
+    if location == "synthetic" or location.startswith("synthetic:"):
+        return {"kind": "synthetic"}
+    if location.isascii() and location.isdigit():  # not str.isdigit alone: int() refuses '²'
+        return {"kind": "webcam", "device": int(location)}
+    if location.startswith("/dev/video"):
+        return {"kind": "webcam", "device": location}
+    if _URL_SCHEME.match(location) and not location.startswith("file://"):
+        return {"kind": "url", "url": location}
+    return {"kind": "file", "path": location.removeprefix("file://")}
+
+
+def source_from_url(url: str, stream_id: str) -> dict[str, Any]:
+    """Turns a ``--source`` argument into a source mapping, guessing its kind."""
+    return {"id": stream_id, **_fields_of_location(url)}
+
+
+def _with_guessed_kind(entry: Any) -> Any:
+    """A source entry without ``kind``, as a new mapping with the kind its keys tell; anything else unchanged.
+
+    Runs before the discriminated union, so an explicit ``kind`` is validated
+    as written and a guessed one as strictly (unknown keys are errors).
+    """
+    if not isinstance(entry, dict) or "kind" in entry:
+        return entry
+    telling = [key for key in _KIND_OF_KEY if key in entry]
+    if not telling:
+        raise ValueError("cannot guess the source's kind: give one of the keys url, path, graph, device, or kind "
+                         "(kind: synthetic for the built-in test camera)")
+    if len(telling) > 1:
+        keys = ", ".join(repr(key) for key in telling[:-1]) + f" and {telling[-1]!r}"
+        raise ValueError(f"cannot guess the source's kind: {keys} are given together; keep one, or set kind")
+    key = telling[0]
+    location = entry[key]
+    if key == "url" and isinstance(location, int) and not isinstance(location, bool) and location >= 0:
+        location = str(location)  # YAML reads `url: 0` as a number: the webcam index it would be on the command line
+    if key == "url" and isinstance(location, str):
+        rest = {name: value for name, value in entry.items() if name != "url"}
+        return {**rest, **_fields_of_location(location)}
+    return {**entry, "kind": _KIND_OF_KEY[key]}
+
+
 SourceConfig = Annotated[
     UrlSource | FileSource | LavfiSource | WebcamSource | SyntheticSource,
     Field(discriminator="kind"),
+    BeforeValidator(_with_guessed_kind),
 ]
+"""One source entry. ``kind`` may be left out: :func:`_with_guessed_kind` fills it in from the keys."""
+_SOURCE_ADAPTER: TypeAdapter[SourceConfig] = TypeAdapter(SourceConfig)
 
 
 def is_live(source: SourceConfig) -> bool:
@@ -280,13 +348,17 @@ class Config(_Strict):
 SOURCE_KINDS = frozenset({"url", "file", "lavfi", "webcam", "synthetic"})
 
 
-def _location(loc: tuple[int | str, ...]) -> str:
-    """``sources.0.url.colour`` -> ``sources.0.colour``: drops the union's tag."""
-    parts = [
-        str(part)
-        for i, part in enumerate(loc)
-        if not (i > 0 and isinstance(loc[i - 1], int) and part in SOURCE_KINDS)
-    ]
+def _location(loc: tuple[int | str, ...], source_at_root: bool = False) -> str:
+    """``sources.0.url.colour`` -> ``sources.0.colour``: drops the union's tag.
+
+    With ``source_at_root`` (one source entry validated alone) the tag is the
+    first part: ``url.colour`` -> ``colour``.
+    """
+    def is_tag(i: int, part: int | str) -> bool:
+        follows_index = i == 0 if source_at_root else i > 0 and isinstance(loc[i - 1], int)
+        return follows_index and part in SOURCE_KINDS
+
+    parts = [str(part) for i, part in enumerate(loc) if not is_tag(i, part)]
     return ".".join(parts) or "(top level)"
 
 
@@ -306,10 +378,25 @@ def _shown_value(loc: tuple[int | str, ...], value: Any) -> str:
     return f" = {shown}"
 
 
-def _format_error(error: ValidationError, origin: str) -> str:
-    first = error.errors()[0]
+def _reported(errors: list[ErrorDetails]) -> ErrorDetails:
+    """The error the one line tells: the first, but a missing key yields to an unknown key beside it.
+
+    ``{kind: file, pth: a.mp4}`` misses ``path`` because ``pth`` is misspelt
+    (or ``{kind: file, url: ...}`` names the wrong kind): the unknown key is
+    the one to name.
+    """
+    first = errors[0]
+    if first["type"] == "missing":
+        for other in errors:
+            if other["type"] == "extra_forbidden" and other["loc"][:-1] == first["loc"][:-1]:
+                return other
+    return first
+
+
+def _format_error(error: ValidationError, origin: str, source_at_root: bool = False) -> str:
+    first = _reported(error.errors())
     loc = tuple(first["loc"])
-    where = _location(loc)
+    where = _location(loc, source_at_root)
     if first["type"] == "extra_forbidden":
         return f"{origin}: unknown key {where!r}"
     message = redact(first["msg"].removeprefix("Value error, "))
@@ -326,6 +413,18 @@ def parse_config(data: Any, origin: str = "config") -> Config:
         return Config.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_format_error(error, origin)) from None
+
+
+def parse_source(data: Any, origin: str) -> SourceConfig:
+    """Validates one source entry (as in ``sources:``, ``kind`` guessed when left out).
+
+    For sources added at run time. Raises ConfigError with one line, formatted
+    as :func:`parse_config`'s but with keys relative to the entry.
+    """
+    try:
+        return _SOURCE_ADAPTER.validate_python(data)
+    except ValidationError as error:
+        raise ConfigError(_format_error(error, origin, source_at_root=True)) from None
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -384,16 +483,3 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except RecursionError:
         raise ConfigError(f"{name}: invalid YAML: nested too deeply") from None
     return parse_config(data, origin=name)
-
-
-def source_from_url(url: str, stream_id: str) -> dict[str, Any]:
-    """Turns a ``--source`` argument into a source mapping, guessing its kind."""
-    if url.startswith("lavfi:"):
-        return {"kind": "lavfi", "id": stream_id, "graph": url.removeprefix("lavfi:")}
-    if url == "synthetic" or url.startswith("synthetic:"):
-        return {"kind": "synthetic", "id": stream_id}
-    if url.isdigit() or url.startswith("/dev/video"):
-        return {"kind": "webcam", "id": stream_id, "device": int(url) if url.isdigit() else url}
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url) and not url.startswith("file://"):
-        return {"kind": "url", "id": stream_id, "url": url}
-    return {"kind": "file", "id": stream_id, "path": url.removeprefix("file://")}

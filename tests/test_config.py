@@ -12,10 +12,13 @@ import pytest
 from stream_detect.config import (
     FileSource,
     LavfiSource,
+    SyntheticSource,
     UrlSource,
+    WebcamSource,
     drop_policy,
     load_config,
     parse_config,
+    parse_source,
     source_from_url,
 )
 from stream_detect.errors import ConfigError
@@ -107,6 +110,148 @@ def test_source_kind_is_guessed_from_the_argument() -> None:
     config = parse_config({"sources": [source_from_url("lavfi:testsrc2", "c"), source_from_url("a.mp4", "d")]})
     assert isinstance(config.sources[0], LavfiSource)
     assert isinstance(config.sources[1], FileSource)
+
+
+@pytest.mark.parametrize(
+    ("entry", "kind", "fields"),
+    [
+        ({"url": "rtsp://cam.local/stream1"}, UrlSource, {"url": "rtsp://cam.local/stream1"}),
+        ({"url": "rtmp://h/live", "rtsp_transport": "udp"}, UrlSource, {"url": "rtmp://h/live"}),
+        ({"url": "https://h/index.m3u8"}, UrlSource, {"url": "https://h/index.m3u8"}),
+        ({"url": "lavfi:testsrc2=size=320x240", "realtime": False}, LavfiSource,
+         {"graph": "testsrc2=size=320x240", "realtime": False}),
+        ({"url": "2"}, WebcamSource, {"device": 2}),
+        ({"url": 0}, WebcamSource, {"device": 0}),
+        ({"url": "/dev/video1", "width": 640}, WebcamSource, {"device": "/dev/video1", "width": 640}),
+        ({"url": "synthetic", "seed": 3}, SyntheticSource, {"seed": 3}),
+        ({"url": "clips/a.mp4", "loop": True}, FileSource, {"path": "clips/a.mp4", "loop": True}),
+        ({"url": "file:///data/a.mp4"}, FileSource, {"path": "/data/a.mp4"}),
+        ({"path": "a.mp4", "realtime": True}, FileSource, {"path": "a.mp4", "realtime": True}),
+        ({"graph": "testsrc2"}, LavfiSource, {"graph": "testsrc2"}),
+        ({"device": "/dev/video0"}, WebcamSource, {"device": "/dev/video0"}),
+        ({"device": 1, "fps": 30}, WebcamSource, {"device": 1, "fps": 30}),
+    ],
+    ids=["rtsp", "rtmp", "https", "url-lavfi", "url-index", "url-index-number", "url-dev-video", "url-synthetic",
+         "url-file", "url-file-scheme", "path", "graph", "device", "device-index"],
+)
+def test_a_source_without_kind_gets_the_kind_its_keys_tell(entry: dict, kind: type, fields: dict) -> None:
+    source = parse_config({"sources": [{"id": "cam", **entry}]}).sources[0]
+    assert type(source) is kind
+    assert source.id == "cam"
+    assert {name: getattr(source, name) for name in fields} == fields
+    assert parse_source({"id": "cam", **entry}, origin="request") == source
+
+
+def test_a_url_is_guessed_the_same_in_an_entry_and_on_the_command_line() -> None:
+    for url in ("rtsp://h/x", "lavfi:testsrc2", "synthetic", "0", "/dev/video3", "a.mp4", "file://b.mp4"):
+        from_entry = parse_source({"id": "cam", "url": url}, origin="request")
+        assert from_entry == parse_source(source_from_url(url, "cam"), origin="command line")
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"url": "rtsp://x"},
+        {"url": "lavfi:testsrc2"},
+        {"url": "synthetic"},
+        {"url": "0"},
+        {"url": "a.mp4"},
+        {"path": "a.mp4"},
+        {"graph": "testsrc2"},
+        {"device": 0},
+    ],
+    ids=["url", "url-lavfi", "url-synthetic", "url-webcam", "url-file", "path", "graph", "device"],
+)
+def test_a_misspelt_key_of_a_guessed_kind_is_named(entry: dict) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"sources": [{"id": "cam", **entry, "colour_of_sky": "blue"}]}, origin="config.yaml")
+    assert str(error.value) == "config.yaml: unknown key 'sources.0.colour_of_sky'"
+
+
+def test_a_source_whose_keys_tell_no_kind_says_which_keys_would() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"sources": [{"id": "cam", "colour": "blue"}]}, origin="config.yaml")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("config.yaml: sources.0: cannot guess the source's kind")
+    assert "url, path, graph, device, or kind" in message
+
+
+def test_a_synthetic_source_needs_its_kind() -> None:
+    with pytest.raises(ConfigError, match="cannot guess the source's kind"):
+        parse_config({"sources": [{"id": "cam", "seed": 3, "frames": 10}]})
+    assert isinstance(parse_config({"sources": [{"kind": "synthetic", "id": "cam"}]}).sources[0], SyntheticSource)
+
+
+def test_keys_of_two_kinds_are_not_guessed_between() -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"sources": [{"id": "cam", "url": "rtsp://x", "path": "a.mp4"}]}, origin="config.yaml")
+    assert str(error.value) == ("config.yaml: sources.0: cannot guess the source's kind: 'url' and 'path' "
+                                "are given together; keep one, or set kind")
+
+
+@pytest.mark.parametrize(
+    ("entry", "key"),
+    [
+        ({"kind": "file", "url": "rtsp://x"}, "url"),
+        ({"kind": "url", "path": "a.mp4"}, "path"),
+        ({"kind": "lavfi", "device": 0}, "device"),
+        ({"kind": "file", "pth": "a.mp4"}, "pth"),
+    ],
+)
+def test_an_explicit_kind_wins_and_names_the_key_it_does_not_take(entry: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"sources": [{"id": "cam", **entry}]}, origin="config.yaml")
+    assert str(error.value) == f"config.yaml: unknown key 'sources.0.{key}'"
+
+
+def test_an_explicit_kind_that_matches_no_source_is_still_refused() -> None:
+    with pytest.raises(ConfigError, match=r"sources\.0: .*'rtsp'"):
+        parse_config({"sources": [{"kind": "rtsp", "id": "cam", "url": "rtsp://x"}]})
+
+
+def test_guessing_leaves_the_entry_unchanged() -> None:
+    entry = {"id": "cam", "url": "lavfi:testsrc2"}
+    parse_config({"sources": [entry]})
+    assert entry == {"id": "cam", "url": "lavfi:testsrc2"}
+
+
+def test_a_guessed_kind_survives_the_command_line_round_trip() -> None:
+    config = parse_config({"sources": [{"id": "a", "url": "lavfi:testsrc2"}, {"id": "b", "path": "x.mp4"}]})
+    assert parse_config(config.model_dump(mode="python", exclude_unset=True)) == config
+
+
+def test_parse_source_validates_one_entry_with_keys_relative_to_it() -> None:
+    assert parse_source({"id": "cam", "url": "rtsp://h/x"}, origin="POST /streams") == UrlSource(
+        id="cam", url="rtsp://h/x"
+    )
+    assert isinstance(parse_source({"kind": "synthetic", "id": "cam"}, origin="POST /streams"), SyntheticSource)
+    cases = [
+        ({"id": "cam", "url": "rtsp://h/x", "colour_of_sky": "blue"}, "POST /streams: unknown key 'colour_of_sky'"),
+        ({"kind": "file", "id": "cam", "url": "rtsp://h/x"}, "POST /streams: unknown key 'url'"),
+        ({"id": "cam", "url": "rtsp://h/x", "reconnect": {"max_s": 0}},
+         "POST /streams: reconnect.max_s = 0: Input should be greater than 0"),
+        ({"id": "a b", "url": "rtsp://u:secret@h/x"}, "POST /streams: id = 'a b': a stream id is"),
+        ({"id": "cam"}, "POST /streams: (top level): cannot guess the source's kind"),
+        ("rtsp://h/x", "POST /streams: (top level) = 'rtsp://h/x': Input should be a valid dictionary"),
+    ]
+    for data, expected in cases:
+        with pytest.raises(ConfigError) as error:
+            parse_source(data, origin="POST /streams")
+        assert str(error.value).startswith(expected), str(error.value)
+        assert "\n" not in str(error.value) and "secret" not in str(error.value)
+
+
+def test_a_config_file_may_leave_kinds_out(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("sources:\n  - {id: door, url: 'rtsp://cam.local/1'}\n  - {id: pattern, url: 'lavfi:testsrc2'}\n"
+                    "  - {id: usb, url: 0}\n  - {id: archive, path: a.mp4, loop: true}\n")
+    kinds = [type(source) for source in load_config(path).sources]
+    assert kinds == [UrlSource, LavfiSource, WebcamSource, FileSource]
+    path.write_text("sources:\n  - {id: cam, url: 'rtsp://x', colour_of_sky: blue}\n")
+    with pytest.raises(ConfigError) as error:
+        load_config(path)
+    assert str(error.value) == f"{path}: unknown key 'sources.0.colour_of_sky'"
 
 
 def test_cli_bad_config_is_one_line_and_exit_2(tmp_path: Path) -> None:
