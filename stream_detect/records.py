@@ -113,6 +113,14 @@ class Detections:
             labels=tuple(label for label, k in zip(self.labels, keep, strict=True) if k),
         )
 
+    def scaled(self, x: float, y: float) -> Detections:
+        """The boxes in the pixels of an image ``x`` times wider and ``y`` times taller
+        (detections of a reduced decode, back in the original image's pixels)."""
+        if x == 1 and y == 1:
+            return self
+        factors = np.array([x, y, x, y], np.float32)
+        return Detections(self.xyxy * factors, self.confidence, self.class_id, self.labels)
+
     def filter(self, threshold: float, allowed_labels: frozenset[str] | None = None) -> Detections:
         """Keeps detections scoring above ``threshold`` (strictly, as transformers
         does) whose label is in ``allowed_labels`` when one is given."""

@@ -4,6 +4,15 @@ Request bodies are raw image bytes, or JSON ``{"inputs": "<base64 or data:
 URL>", "parameters": {"threshold": 0.9}}``; answers are the HF detection list
 or ``{"error": ...}``. Client mistakes are 4xx, never 5xx: every failure of a
 request's own making is an :class:`ApiError` with its status.
+
+Memory: a few kilobytes of PNG can decode to a hundred megabytes, so decoding
+is planned from the header first. An image is decoded reduced by an integer
+factor that still leaves it larger than what the model's processor would
+resize it to (the answer's boxes are scaled back to the original's pixels),
+decoding runs on the API's own small thread pool, and a :class:`PixelBudget`
+bounds the pixels being decoded, and then waiting for the detector, at once
+(``server.decode_pixels_in_flight``). A large decode gives its freed heap back
+to the system (:func:`~stream_detect.images.give_back_freed_memory`).
 """
 
 from __future__ import annotations
@@ -11,23 +20,41 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import collections
 import logging
 import math
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
+import numpy as np
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from ..detect.base import Detector
 from ..errors import ImageTooLargeError, InputError, ModelError, ModelNotReadyError, UnsupportedMediaError
-from ..images import decode_image
+from ..images import OpenedImage, give_back_freed_memory, open_image
 from ..inference import AnswerCache, InferenceLane, QueueFullError
+from ..records import Detections
 from ..serialize import to_hf_elements
 from .context import ServerContext
 
 log = logging.getLogger(__name__)
 
 DEFAULT_THRESHOLD = 0.5  # transformers' object-detection pipeline default
+DECODE_THREADS = 2  # decoding is CPU-bound: more threads than cores only add memory in flight
+# A request decoding this many pixels gives the freed heap back to the system,
+# after its decode and after its answer (see give_back_freed_memory).
+TRIM_AFTER_PIXELS = 4_000_000
+# Large images are decoded reduced, to no less than this many times the model's
+# input in both sides, so the processor's own antialiased resize still does the
+# last step: on the demo camera's frame scaled to 3840x2160 the boxes then
+# equal the full-size answer within 1.1 px; reduced to just the input size
+# (the processor resizing 350x197 to 320x192) they moved by up to 18 px.
+REDUCED_INPUT_MARGIN = 2
+
+T = TypeVar("T")
 
 
 class ApiError(Exception):
@@ -111,6 +138,65 @@ def _decode_inputs(inputs: Any) -> bytes:
         raise ApiError(400, "inputs is not valid base64") from None
 
 
+class PixelBudget:
+    """A semaphore counted in pixels, first come first served.
+
+    A request for more than the whole budget waits until it is alone and then
+    takes all of it, so one huge image is decoded, but never next to another.
+    Used on the event loop only.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.available = total
+        self._waiting: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+
+    async def acquire(self, pixels: int) -> BudgetHold:
+        """Waits until ``pixels`` (at most the whole budget) are free and holds them."""
+        amount = min(pixels, self.total)
+        if not self._waiting and amount <= self.available:
+            self.available -= amount
+            return BudgetHold(self, amount)
+        granted = asyncio.get_running_loop().create_future()
+        entry = (amount, granted)
+        self._waiting.append(entry)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release(amount)  # granted just as the wait was given up
+            else:
+                self._waiting.remove(entry)
+                self._grant()  # a large request leaving the head may let smaller ones through
+            raise
+        return BudgetHold(self, amount)
+
+    def _release(self, amount: int) -> None:
+        self.available += amount
+        self._grant()
+
+    def _grant(self) -> None:
+        while self._waiting and self._waiting[0][0] <= self.available:
+            amount, granted = self._waiting.popleft()
+            self.available -= amount
+            granted.set_result(None)
+
+
+class BudgetHold:
+    """Pixels held from a :class:`PixelBudget`; :meth:`keep` gives back what is no longer needed."""
+
+    def __init__(self, budget: PixelBudget, pixels: int) -> None:
+        self._budget = budget
+        self.pixels = pixels
+
+    def keep(self, pixels: int) -> None:
+        """Keeps at most ``pixels`` of the hold: 0 releases it all."""
+        freed = self.pixels - min(pixels, self.pixels)
+        if freed:
+            self.pixels -= freed
+            self._budget._release(freed)
+
+
 def parse_request(body: bytes, content_type: str, default_threshold: float) -> tuple[bytes, float]:
     """Returns ``(image bytes, threshold)`` of a raw-image or JSON request."""
     if not body:
@@ -135,6 +221,10 @@ class InferenceApi:
         self.config = context.config
         self.lane = InferenceLane(self.config.api_queue_size, context.pipeline.wakeup)
         self.cache = AnswerCache(self.config.api_cache_size)
+        self.budget = PixelBudget(self.config.decode_pixels_in_flight)
+        # Not asyncio's default pool: the preview encodes there, and a burst of
+        # large images must not hold it. Threads start on first use.
+        self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="api-decode")
         model = context.pipeline.config.model
         # Only an explicitly configured threshold changes the API default.
         fields = model.model_fields_set
@@ -153,7 +243,10 @@ class InferenceApi:
         try:
             return await self._handle(request, model_id)
         except ApiError as error:
-            log.warning("inference request refused (%d): %s", error.status, error)
+            if error.status >= 500:
+                log.warning("inference request failed (%d): %s", error.status, error)
+            else:
+                log.warning("inference request refused (%d): %s", error.status, error)
             return _error(error.status, str(error), **error.extra)
 
     async def _handle(self, request: Request, model_id: str | None) -> Response:
@@ -166,50 +259,98 @@ class InferenceApi:
         key = AnswerCache.key(image_bytes, threshold)
         if use_cache and (cached := self.cache.get(key)) is not None:
             return JSONResponse(cached, headers={"x-cache": "hit"})
-        await self._ensure_model(wait_for_model)
-        image = await asyncio.to_thread(self._decode, image_bytes)
-        answer = to_hf_elements(await self._detect(image, threshold))
+        detector = await self._ensure_model(wait_for_model)
+        answer = to_hf_elements(await self._answer(detector, image_bytes, threshold))
         self.cache.put(key, answer)
         return JSONResponse(answer, headers={"x-cache": "miss"})
 
-    def _decode(self, data: bytes) -> Any:
+    async def _answer(self, detector: Detector, image_bytes: bytes, threshold: float) -> Detections:
+        """Decodes within the pixel budget, detects, and scales the boxes back to the original's pixels."""
+        opened = await self._in_decoder(_open, image_bytes, self.config.max_image_pixels)
         try:
-            return decode_image(data, self.config.max_image_pixels)
-        except ImageTooLargeError as error:
-            raise ApiError(413, str(error)) from None
-        except UnsupportedMediaError as error:
-            raise ApiError(415, str(error)) from None
+            height, width = detector.input_size(opened.height, opened.width)
+            decoding = opened.plan((height * REDUCED_INPUT_MARGIN, width * REDUCED_INPUT_MARGIN))
         except InputError as error:
             raise ApiError(400, str(error)) from None
+        try:
+            hold = await asyncio.wait_for(self.budget.acquire(decoding), self.config.request_timeout_s)
+        except TimeoutError:
+            raise ApiError(503, "too many large images are being decoded", estimated_time=1.0) from None
+        try:
+            image = await self._in_decoder(_decode, opened, decoding)
+            hold.keep(image.shape[0] * image.shape[1])  # held until the detector is done with it
+            detections = await self._detect(image, threshold)
+        finally:
+            hold.keep(0)
+            if decoding >= TRIM_AFTER_PIXELS:
+                self.decoder.submit(give_back_freed_memory)  # and what the detector freed
+        return detections.scaled(opened.width / image.shape[1], opened.height / image.shape[0])
 
-    async def _ensure_model(self, wait: bool) -> None:
+    async def _in_decoder(self, function: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.decoder, function, *args)
+
+    async def _ensure_model(self, wait: bool) -> Detector:
+        """The detector once it is loaded; waiting for it when asked to."""
         worker = self.context.pipeline.worker
         try:
             worker.check_ready()
-            return
         except ModelNotReadyError as error:
             if not wait:
                 raise ApiError(503, str(error), estimated_time=error.estimated_time) from None
+            await self._wait_for_model()
         except ModelError as error:
             raise ApiError(503, str(error)) from None
-        await asyncio.to_thread(worker.wait_ready, self.config.request_timeout_s)
         try:
             worker.check_ready()
+        except ModelNotReadyError as error:
+            raise ApiError(503, str(error), estimated_time=error.estimated_time) from None
         except ModelError as error:
             raise ApiError(503, str(error)) from None
+        if worker.detector is None:  # pragma: no cover - ready means loaded
+            raise ApiError(503, "the model is not loaded")
+        return worker.detector
 
-    async def _detect(self, image: Any, threshold: float) -> Any:
+    async def _wait_for_model(self) -> None:
+        await asyncio.to_thread(self.context.pipeline.worker.wait_ready, self.config.request_timeout_s)
+
+    async def _detect(self, image: np.ndarray, threshold: float) -> Detections:
         try:
             future = self.lane.submit(image, threshold)
         except QueueFullError as error:
             raise ApiError(503, str(error), estimated_time=1.0) from None
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), self.config.request_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             future.cancel()
             raise ApiError(504, "the detector did not answer in time") from None
+        except InputError as error:
+            raise ApiError(400, str(error)) from None
         except ModelError as error:
             raise ApiError(503, str(error)) from None
+        except Exception as error:  # the detector's own failure, logged once by the worker
+            raise ApiError(500, f"the detector failed on this image: {type(error).__name__}") from None
+
+
+def _open(data: bytes, max_pixels: int) -> OpenedImage:
+    """Reads the image's header (on the decoder pool): the request's own mistakes become 4xx."""
+    try:
+        return open_image(data, max_pixels)
+    except ImageTooLargeError as error:
+        raise ApiError(413, str(error)) from None
+    except UnsupportedMediaError as error:
+        raise ApiError(415, str(error)) from None
+    except InputError as error:
+        raise ApiError(400, str(error)) from None
+
+
+def _decode(opened: OpenedImage, decoding_pixels: int) -> np.ndarray:
+    try:
+        return opened.decode()
+    except InputError as error:
+        raise ApiError(400, str(error)) from None
+    finally:
+        if decoding_pixels >= TRIM_AFTER_PIXELS:
+            give_back_freed_memory()  # the full-size pixels, before the next decode adds to the peak
 
 
 REQUEST_BODY = {

@@ -22,6 +22,7 @@ from stream_detect.config import ServerConfig, parse_config
 from stream_detect.detect.base import Detector
 from stream_detect.pipeline import Pipeline
 from stream_detect.records import Detections
+from stream_detect.sources.synthetic import GroundTruth, SyntheticScene
 
 from .serving import serving
 
@@ -37,11 +38,16 @@ class BrightnessDetector:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
         self.batch_sizes: list[int] = []
+        self.batch_pixels: list[int] = []
 
     def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Detections]:
         self.batch_sizes.append(len(images))
+        self.batch_pixels.append(sum(image.shape[0] * image.shape[1] for image in images))
         time.sleep(self.delay_s)
         return [expected_detections(image).filter(threshold) for image in images]
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        return height, width  # it looks at every pixel: nothing is reduced
 
     def close(self) -> None:
         pass
@@ -80,7 +86,8 @@ def api_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, Brightness
             time.sleep(options["load_s"])
             return detector
     config = parse_config({"model": {"id": "acme/bright-detector", "max_batch_size": 8, "max_batch_wait_ms": 20}})
-    server = ServerConfig(port=0, tokens=options.get("tokens", []), max_body_bytes=options.get("max_body", 2_000_000))
+    server = ServerConfig(port=0, tokens=options.get("tokens", []), max_body_bytes=options.get("max_body", 2_000_000),
+                          decode_pixels_in_flight=options.get("pixel_budget", 50_000_000))
     with serving(Pipeline(config, load), server) as base:
         yield base, detector
 
@@ -179,7 +186,8 @@ def test_oversized_body_is_refused_before_it_is_read(api_server: tuple[str, Brig
     base, _ = api_server
     port = int(base.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 500000000\r\n\r\n")
+        sock.sendall(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+                     b"Content-Length: 500000000\r\n\r\n")
         sock.sendall(b"\0" * 1000)  # far less than declared: an answer can only come from the header
         answer = sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413")
@@ -272,3 +280,93 @@ def test_answers_equal_the_transformers_pipeline(trained_detr_dir: Path) -> None
             assert_same_detections(ours, theirs)
             compared += len(theirs)
     assert compared > 0
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("api_server", [{"delay_s": 0.2, "pixel_budget": 5_000_000}], indirect=True)
+def test_decoded_pixels_in_flight_stay_within_the_budget(api_server: tuple[str, BrightnessDetector]) -> None:
+    # This detector takes images as they are (nothing is reduced), so every
+    # decoded pixel waits for it: 3 Mpx images, a 5 Mpx budget, one at a time.
+    base, detector = api_server
+    wait_healthy(base)
+    requests_made = [(2000, 1500, 10 * i, 20 * i, 300 + i) for i in range(6)] + [(3000, 2000, 100, 50, 900)]
+    results: dict[int, tuple[int, object]] = {}
+
+    def client(i: int) -> None:
+        with httpx.Client(timeout=60) as http:
+            payload = {"inputs": base64.b64encode(png_with_square(*requests_made[i])).decode(),
+                       "parameters": {"threshold": 0.001}}
+            response = http.post(base, json=payload)
+            results[i] = (response.status_code, response.json())
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(requests_made))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    for i, spec in enumerate(requests_made):
+        assert results[i] == (200, expected_answer(*spec)), i
+    assert len(detector.batch_pixels) == len(requests_made)
+    assert max(detector.batch_pixels) == 6_000_000, "the image over the budget took it all, alone"
+    assert sorted(detector.batch_pixels)[:-1] == [3_000_000] * 6, "never two 3 Mpx images in flight"
+
+
+@pytest.mark.timeout(120)
+def test_an_image_the_model_resizes_to_nothing_is_a_400(tiny_detr_dir: Path) -> None:
+    from stream_detect.detect import load_detector
+
+    config = parse_config({"model": {"id": str(tiny_detr_dir), "device": "cpu"}})  # shortest 160, longest 256
+    with serving(Pipeline(config, lambda: load_detector(config.model))) as base:
+        wait_healthy(base)
+        thin = httpx.post(base, content=png_with_square(5000, 8, 0, 0, 4), timeout=30)
+        assert thin.status_code == 400
+        assert thin.json()["error"] == ("a 5000x8 image is too narrow for this model: its resize to the model's "
+                                        "input is 256x0 pixels")
+        tiny = httpx.post(base, content=png_with_square(640, 1, 0, 0, 1), timeout=30)
+        assert tiny.status_code == 400
+        assert tiny.json()["error"] == "image is 640x1 pixels; each side must be at least 8 pixels"
+        assert httpx.post(base, content=png_with_square(2000, 8, 0, 0, 4), timeout=30).status_code == 200
+
+
+def camera_frame_scaled(factor: int, seed: int) -> tuple[Image.Image, list[GroundTruth]]:
+    scene = SyntheticScene(640, 360, seed=seed)
+    for _ in range(30):
+        scene.step()
+    frame, truth = scene.render()
+    return Image.fromarray(frame).resize((640 * factor, 360 * factor), Image.BICUBIC), truth
+
+
+def iou(a: Sequence[float], b: Sequence[float]) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+@pytest.mark.timeout(300)
+def test_a_large_image_is_answered_in_its_own_pixels_as_if_decoded_in_full() -> None:
+    from stream_detect.detect import load_detector
+    from stream_detect.images import decode_image
+
+    config = parse_config({"model": {"id": "demo", "device": "cpu"}})
+    reference = load_detector(config.model)
+    worst = 0.0
+    with serving(Pipeline(config, lambda: load_detector(config.model))) as base:
+        wait_healthy(base)
+        client = InferenceClient(base_url=base)
+        for seed, fmt in ((1, "PNG"), (4, "PNG"), (1, "JPEG"), (3, "JPEG")):
+            image, truth = camera_frame_scaled(6, seed)  # 3840x2160, decoded reduced to 768x432 or 960x540
+            buffer = io.BytesIO()
+            image.save(buffer, format=fmt, **({"quality": 90} if fmt == "JPEG" else {"compress_level": 1}))
+            full = reference.detect([decode_image(buffer.getvalue())], 0.3)[0]
+            answer = client.object_detection(buffer.getvalue(), threshold=0.3)
+            assert len(answer) == len(full), (fmt, seed)
+            for found in answer:
+                box = (found.box.xmin, found.box.ymin, found.box.xmax, found.box.ymax)
+                match = max(range(len(full)), key=lambda i: iou(full.xyxy[i], box))
+                assert found.label == full.labels[match]
+                assert found.score == pytest.approx(float(full.confidence[match]), abs=0.01)
+                worst = max(worst, float(np.abs(np.trunc(full.xyxy[match]) - box).max()))
+            in_truth = [max(iou([v * 6 for v in t.box], (a.box.xmin, a.box.ymin, a.box.xmax, a.box.ymax))
+                            for t in truth) for a in answer]
+            assert sorted(in_truth)[len(in_truth) // 2] > 0.7, "the boxes are on the shapes, in 3840x2160 pixels"
+    print(f"boxes of reduced decodes differ from full-size ones by {worst:.1f} px at most")
+    assert worst <= 3
