@@ -13,6 +13,9 @@ decoding runs on the API's own small thread pool, and a :class:`PixelBudget`
 bounds the pixels being decoded, and then waiting for the detector, at once
 (``server.decode_pixels_in_flight``). A large decode gives its freed heap back
 to the system (:func:`~stream_detect.images.give_back_freed_memory`).
+
+Waiting for the model (``x-wait-for-model``) awaits the worker's ``loaded``
+future: a waiting request holds no thread.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import asyncio
 import base64
 import binascii
 import collections
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -225,6 +229,7 @@ class InferenceApi:
         # Not asyncio's default pool: the preview encodes there, and a burst of
         # large images must not hold it. Threads start on first use.
         self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="api-decode")
+        self._model_ready: asyncio.Future[None] | None = None
         model = context.pipeline.config.model
         # Only an explicitly configured threshold changes the API default.
         fields = model.model_fields_set
@@ -290,7 +295,7 @@ class InferenceApi:
         return await asyncio.get_running_loop().run_in_executor(self.decoder, function, *args)
 
     async def _ensure_model(self, wait: bool) -> Detector:
-        """The detector once it is loaded; waiting for it when asked to."""
+        """The detector once it is loaded; waiting for it (without a thread) when asked to."""
         worker = self.context.pipeline.worker
         try:
             worker.check_ready()
@@ -311,7 +316,12 @@ class InferenceApi:
         return worker.detector
 
     async def _wait_for_model(self) -> None:
-        await asyncio.to_thread(self.context.pipeline.worker.wait_ready, self.config.request_timeout_s)
+        if self._model_ready is None:
+            # One asyncio view of the worker's future for every waiting request;
+            # shielded, so a request that gives up never cancels it for the others.
+            self._model_ready = asyncio.wrap_future(self.context.pipeline.worker.loaded)
+        with contextlib.suppress(TimeoutError):  # still loading: the caller answers 503
+            await asyncio.wait_for(asyncio.shield(self._model_ready), self.config.request_timeout_s)
 
     async def _detect(self, image: np.ndarray, threshold: float) -> Detections:
         try:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
+import json
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -24,6 +27,7 @@ from stream_detect.pipeline import Pipeline
 from stream_detect.records import Detections
 from stream_detect.sources.synthetic import GroundTruth, SyntheticScene
 
+from ..faults.helpers import thread_count
 from .serving import serving
 
 
@@ -39,6 +43,7 @@ class BrightnessDetector:
         self.delay_s = delay_s
         self.batch_sizes: list[int] = []
         self.batch_pixels: list[int] = []
+        self.loaded = threading.Event()  # set by a slow load when it is done
 
     def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Detections]:
         self.batch_sizes.append(len(images))
@@ -84,6 +89,7 @@ def api_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, Brightness
     if options.get("load_s"):
         def load() -> Detector:
             time.sleep(options["load_s"])
+            detector.loaded.set()
             return detector
     config = parse_config({"model": {"id": "acme/bright-detector", "max_batch_size": 8, "max_batch_wait_ms": 20}})
     server = ServerConfig(port=0, tokens=options.get("tokens", []), max_body_bytes=options.get("max_body", 2_000_000),
@@ -309,6 +315,51 @@ def test_decoded_pixels_in_flight_stay_within_the_budget(api_server: tuple[str, 
     assert len(detector.batch_pixels) == len(requests_made)
     assert max(detector.batch_pixels) == 6_000_000, "the image over the budget took it all, alone"
     assert sorted(detector.batch_pixels)[:-1] == [3_000_000] * 6, "never two 3 Mpx images in flight"
+
+
+def raw_post(port: int, body: bytes, headers: dict[str, str]) -> Any:
+    """A POST over a plain asyncio connection (no resolver, no thread); returns (status, JSON)."""
+    async def post() -> tuple[int, Any]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        writer.write(f"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+                     f"{head}\r\n".encode() + body)
+        await writer.drain()
+        answer = await reader.read()
+        writer.close()
+        status_line, _, rest = answer.partition(b"\r\n")
+        return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+    return post()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("api_server", [{"load_s": 4.0}], indirect=True)
+def test_requests_waiting_for_the_model_hold_no_thread(api_server: tuple[str, BrightnessDetector]) -> None:
+    base, detector = api_server
+    port = int(base.rsplit(":", 1)[1])
+    specs = [(64, 64, i % 10, i // 10, 50) for i in range(50)]  # scores 0.61: above the default threshold
+    images = [(png_with_square(*spec), spec) for spec in specs]
+
+    async def scenario() -> tuple[int, list[int], list[tuple[int, Any]]]:
+        baseline = thread_count()
+        requests_sent = [asyncio.ensure_future(raw_post(port, data, {"x-wait-for-model": "true",
+                                                                     "Content-Type": "image/png"}))
+                         for data, _ in images]
+        samples = []
+        while not detector.loaded.is_set():  # once loaded, decoding starts its threads
+            samples.append(thread_count())
+            await asyncio.sleep(0.05)
+        assert not any(request.done() for request in requests_sent)
+        return baseline, samples, await asyncio.gather(*requests_sent)
+
+    started = time.monotonic()
+    baseline, samples, answers = asyncio.run(scenario())
+    print(f"threads: {baseline} before, at most {max(samples)} while 50 requests waited "
+          f"{time.monotonic() - started:.1f} s for the model")
+    assert len(samples) > 20, "the requests did wait for the model"
+    assert max(samples) <= baseline, "a waiting request holds no thread"
+    for (_, spec), (status, answer) in zip(images, answers, strict=True):
+        assert (status, answer) == (200, expected_answer(*spec))
 
 
 @pytest.mark.timeout(120)
