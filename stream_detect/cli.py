@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from . import __version__
@@ -43,6 +44,9 @@ def _serve_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("server")
     group.add_argument("--host", help="address to bind (default: 127.0.0.1)")
     group.add_argument("--port", type=int, help="port to bind; 0 picks a free one (default: 8000)")
+    group.add_argument("--data-dir", metavar="DIR",
+                       help="where state is kept, e.g. cameras changed at run time without --config "
+                            "(default: $XDG_DATA_HOME/stream-detect or ~/.local/share/stream-detect)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,6 +125,12 @@ def tokens_from_environment(environ: Mapping[str, str]) -> list[str]:
     return tokens
 
 
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``$XDG_DATA_HOME/stream-detect``, or ``~/.local/share/stream-detect``."""
+    base = environ.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
+    return Path(base) / "stream-detect"
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     """The configuration file (or defaults) with command-line overrides applied."""
     base = load_config(args.config) if getattr(args, "config", None) else Config()
@@ -147,6 +157,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
             server[option] = value
     if getattr(args, "record", None):
         data["record"] = {**data.get("record", {}), "dir": args.record}
+    if getattr(args, "data_dir", None):
+        data["data_dir"] = args.data_dir
+    elif not data.get("data_dir"):
+        data["data_dir"] = str(default_data_dir(os.environ))
     sources = getattr(args, "source", None)
     if sources:
         data["sources"] = [source_from_url(url, f"cam{i + 1}") for i, url in enumerate(sources)]
@@ -164,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             from .commands.run import run
 
-            return run(config)
+            return run(config, config_file=None if args.source else args.config)
         if args.command == "demo":
             from .commands.demo import demo_config
             from .commands.run import run

@@ -76,6 +76,9 @@ class _SourceBase(_Strict):
     record: RecordConfig | Literal[False] | None = Field(
         None, description="Record this stream (overrides the global 'record'); false: never."
     )
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="Minimum score on this stream (default: the model's)."
+    )
 
     @field_validator("id")
     @classmethod
@@ -328,6 +331,10 @@ class Config(_Strict):
     server: ServerConfig = ServerConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
     record: RecordConfig | None = Field(None, description="Record every stream (per-source 'record' overrides).")
+    data_dir: str | None = Field(
+        None, description="Where stream-detect keeps its state (cameras changed at run time); "
+                          "default: $XDG_DATA_HOME/stream-detect or ~/.local/share/stream-detect.",
+    )
 
     def recording_of(self, source: SourceConfig) -> RecordConfig | None:
         """The recording settings that apply to ``source``, or None."""

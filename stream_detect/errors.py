@@ -9,6 +9,8 @@ working for code that does not know this package::
     ├── SourceError(StreamDetectError, OSError)          a source cannot open or read
     │   ├── SourceOpenError                              open failed or timed out
     │   └── SourceEndedError(SourceError, EOFError)      stream ended (EOF or disconnect)
+    ├── StreamExistsError(StreamDetectError, ValueError) a stream with that id runs already
+    ├── UnknownStreamError(StreamDetectError, KeyError)  no stream has that id
     ├── ModelError(StreamDetectError, RuntimeError)      model cannot load or run
     │   └── ModelNotReadyError                           model is still loading
     └── InputError(StreamDetectError, ValueError)        an image given to the API is bad
@@ -41,6 +43,17 @@ class SourceOpenError(SourceError):
 
 class SourceEndedError(SourceError, EOFError):
     """A source reached its end: end of file, or a live stream that disconnected."""
+
+
+class StreamExistsError(StreamDetectError, ValueError):
+    """A stream with that id runs already."""
+
+
+class UnknownStreamError(StreamDetectError, KeyError):
+    """No stream has that id."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
 
 
 class ModelError(StreamDetectError, RuntimeError):

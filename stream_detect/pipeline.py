@@ -29,6 +29,7 @@ import numpy as np
 from .config import Config, RecordConfig, SourceConfig, drop_policy
 from .detect.base import Detector
 from .detect.worker import BatchStats, DetectorWorker
+from .errors import StreamExistsError, UnknownStreamError
 from .frame_queue import DropPolicy, FrameQueue
 from .record.recorder import Recorder, RecorderSettings
 from .record.segments import Retention
@@ -42,6 +43,7 @@ from .stats import LatencyWindow, RateMeter
 log = logging.getLogger(__name__)
 
 FrameTap = Callable[[Frame], None]
+StreamListener = Callable[[str, "StreamRuntime"], None]
 
 
 @dataclass(eq=False)
@@ -59,6 +61,9 @@ class StreamRuntime:
     last_frame: Frame | None = None
     last_detections: Detections = field(default_factory=Detections.empty)
     recorder: Recorder | None = None
+    removed: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    lane: Any = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -106,11 +111,14 @@ class _StreamLane:
         return item.image
 
     def threshold(self, item: Frame) -> float:
-        return self._pipeline.config.model.threshold
+        own = self._stream.config.threshold
+        return self._pipeline.config.model.threshold if own is None else own
 
     def deliver(self, item: Frame, detections: Detections) -> None:
         self._last_failure = None
-        self._pipeline._emit(self._stream, item, detections)
+        with self._stream.lock:  # a removed stream publishes nothing more
+            if not self._stream.removed:
+                self._pipeline._emit(self._stream, item, detections)
 
     def fail(self, item: Frame, error: BaseException) -> None:
         # Logged when the failure starts or changes, not per frame: a model that
@@ -127,16 +135,16 @@ class RecordingSink:
 
     name = "recordings"
 
-    def __init__(self, streams: dict[str, StreamRuntime]) -> None:
-        self._streams = streams
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
 
     def on_frame(self, frame: Frame) -> None:
-        stream = self._streams.get(frame.stream_id)
+        stream = self._pipeline.streams.get(frame.stream_id)
         if stream is not None and stream.recorder is not None:
             stream.recorder.on_frame(frame)
 
     def on_result(self, result: FrameResult) -> None:
-        stream = self._streams.get(result.stream_id)
+        stream = self._pipeline.streams.get(result.stream_id)
         if stream is not None and stream.recorder is not None:
             stream.recorder.on_result(result)
 
@@ -166,20 +174,20 @@ class Pipeline:
             on_batch=self._on_batch,
             wakeup=self.wakeup,
         )
+        # Replaced, never mutated, on a change: readers on any thread iterate a snapshot.
         self.streams: dict[str, StreamRuntime] = {}
         self.dispatcher = Dispatcher()
         self._frame_taps: list[FrameTap] = []
         self._batch_listeners: list[Callable[[BatchStats], None]] = []
+        self._stream_listeners: list[StreamListener] = []
+        self._changes = threading.Lock()  # one add, replace or remove at a time
         self._started = False
-        for source_config in config.sources:
-            self._add_stream(source_config)
         self._stopping = threading.Event()
-        if any(stream.recorder is not None for stream in self.streams.values()):
-            recordings = RecordingSink(self.streams)
-            self.add_frame_tap(recordings.on_frame)
-            self.dispatcher.add(recordings, maxsize=64)
+        self._recordings: RecordingSink | None = None
+        for source_config in config.sources:
+            self._register(self._build_stream(source_config))
 
-    def _add_stream(self, source_config: SourceConfig) -> StreamRuntime:
+    def _build_stream(self, source_config: SourceConfig) -> StreamRuntime:
         policy = DropPolicy(drop_policy(source_config))
         queue: FrameQueue[Frame] = FrameQueue(source_config.queue_size, policy, self.wakeup)
         capture = Capture(build_source(source_config), source_config, queue, self._on_state, self._on_frame)
@@ -187,8 +195,92 @@ class Pipeline:
         record = self.config.recording_of(source_config)
         if record is not None:
             stream.recorder = Recorder(stream.id, recorder_settings(record, source_config))
-        self.streams[stream.id] = stream
+            if self._recordings is None:
+                self._recordings = RecordingSink(self)
+                self.add_frame_tap(self._recordings.on_frame)
+                self.dispatcher.add(self._recordings, maxsize=64)
         return stream
+
+    def _register(self, stream: StreamRuntime) -> None:
+        self.streams = {**self.streams, stream.id: stream}
+
+    def _start_stream(self, stream: StreamRuntime) -> None:
+        if stream.recorder is not None:
+            stream.recorder.start()
+        stream.lane = _StreamLane(self, stream)
+        self.worker.add_lane(stream.lane)
+        stream.capture.start()
+
+    # -- streams at run time -------------------------------------------------
+
+    @property
+    def sources(self) -> list[SourceConfig]:
+        """The configuration entries of the streams now running, in order."""
+        return [stream.config for stream in self.streams.values()]
+
+    def add_stream(self, source_config: SourceConfig) -> StreamRuntime:
+        """Adds and starts a stream while the others run.
+
+        Raises:
+            StreamExistsError: a stream with this id exists.
+        """
+        with self._changes:
+            if source_config.id in self.streams:
+                raise StreamExistsError(f"stream {source_config.id!r} exists")
+            stream = self._build_stream(source_config)
+            self._register(stream)
+            if self._started:
+                self._start_stream(stream)
+        self._notify("added", stream)
+        return stream
+
+    def remove_stream(self, stream_id: str, timeout_s: float = 10.0) -> None:
+        """Stops a stream (its capture, its recording, closed cleanly) and forgets it; the others run on.
+
+        Its last message is its ``stopped`` status: nothing is published for it after.
+
+        Raises:
+            UnknownStreamError: no stream has this id.
+        """
+        with self._changes:
+            stream = self.streams.get(stream_id)
+            if stream is None:
+                raise UnknownStreamError(f"no stream {stream_id!r}")
+            self._stop_stream(stream, timeout_s)
+            self.streams = {key: value for key, value in self.streams.items() if key != stream_id}
+        self._notify("removed", stream)
+
+    def replace_stream(self, source_config: SourceConfig, timeout_s: float = 10.0) -> StreamRuntime:
+        """Restarts a stream under the same id with a new entry (a new URL, threshold, model, ...).
+
+        Raises:
+            UnknownStreamError: no stream has this id.
+        """
+        self.remove_stream(source_config.id, timeout_s)
+        return self.add_stream(source_config)
+
+    def add_stream_listener(self, listener: StreamListener) -> None:
+        """``listener(change, stream)`` after a stream is ``added`` or ``removed`` at run time."""
+        self._stream_listeners.append(listener)
+
+    def _stop_stream(self, stream: StreamRuntime, timeout_s: float) -> None:
+        with stream.lock:
+            stream.removed = True
+        stream.capture.stop()
+        if not stream.capture.join(timeout_s):
+            log.error("stream %s: capture did not stop within %.0f s", stream.id, timeout_s)
+        if stream.lane is not None:
+            self.worker.remove_lane(stream.lane)
+        if stream.recorder is not None:
+            stream.recorder.stop()
+            stream.recorder.join(timeout_s)
+
+    def _notify(self, change: str, stream: StreamRuntime) -> None:
+        for listener in self._stream_listeners:
+            try:
+                listener(change, stream)
+            except Exception:
+                log.exception("stream listener failed")
 
     # -- listeners -----------------------------------------------------------
 
@@ -208,10 +300,7 @@ class Pipeline:
         self.dispatcher.start()
         self.worker.start()
         for stream in self.streams.values():
-            if stream.recorder is not None:
-                stream.recorder.start()
-            self.worker.add_lane(_StreamLane(self, stream))
-            stream.capture.start()
+            self._start_stream(stream)
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Stops every thread; True if all joined within ``timeout`` seconds."""

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 
-from ..config import Config
+from ..config import Config, parse_config
 from ..detect import load_detector
 from ..pipeline import Pipeline
 from ..server.app import create_app
 from ..server.runner import build_server
+from ..source_store import ConfigFileStore, SourceStore, StateFileStore, entry_of
 
 log = logging.getLogger(__name__)
 
@@ -27,9 +29,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(pipeline: Pipeline, config: Config) -> int:
+def serve(pipeline: Pipeline, config: Config, store: SourceStore | None = None) -> int:
     """Serves ``pipeline`` until SIGINT or SIGTERM; the pipeline starts and stops with the server."""
-    app = create_app(pipeline, config.server)
+    app = create_app(pipeline, config.server, store)
     sock = bind_socket(config.server.host, config.server.port)
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
@@ -39,6 +41,27 @@ def serve(pipeline: Pipeline, config: Config) -> int:
     return 0
 
 
-def run(config: Config) -> int:
+def run(config: Config, config_file: str | None = None) -> int:
+    """Runs the analyzer and its server. Cameras changed through the API are kept in
+    ``config_file`` when the sources came from it, else in the data directory."""
+    config, store = with_source_store(config, config_file)
     pipeline = Pipeline(config, lambda: load_detector(config.model))
-    return serve(pipeline, config)
+    return serve(pipeline, config, store)
+
+
+def with_source_store(config: Config, config_file: str | None) -> tuple[Config, SourceStore]:
+    """Where run-time camera changes are kept, and the configuration with the kept changes applied.
+
+    Raises:
+        ConfigError: the saved changes cannot be read or conflict.
+    """
+    if config_file is not None:
+        return config, ConfigFileStore(Path(config_file))
+    data_dir = Path(config.data_dir or ".").expanduser()
+    store = StateFileStore(data_dir, config.sources)
+    sources = store.apply()
+    if sources == config.sources:
+        return config, store
+    data = config.model_dump(mode="python", exclude_unset=True)
+    data["sources"] = [entry_of(source) for source in sources]
+    return parse_config(data, origin=str(store.path)), store

@@ -17,12 +17,14 @@ from ..config import ServerConfig
 from ..detect.worker import WorkerState
 from ..metrics import CONTENT_TYPE
 from ..pipeline import Pipeline
+from ..source_store import SourceStore
 from .api_docs import install_api_docs
 from .context import ServerContext
 from .dashboard import install_dashboard
 from .hosts import HostCheck
 from .inference_api import install_inference_api
 from .preview import install_preview
+from .streams_api import install_streams_api
 from .websocket import websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,11 @@ class TokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(pipeline: Pipeline, config: ServerConfig) -> FastAPI:
-    """Builds the application. Starting it starts the pipeline; stopping it stops the pipeline."""
+def create_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | None = None) -> FastAPI:
+    """Builds the application. Starting it starts the pipeline; stopping it stops the pipeline.
+
+    ``store`` keeps the streams changed through the API (none: the changes last until the process ends).
+    """
     context = ServerContext.create(pipeline, config)
 
     @contextlib.asynccontextmanager
@@ -96,6 +101,7 @@ def create_app(pipeline: Pipeline, config: ServerConfig) -> FastAPI:
     app.add_api_websocket_route("/ws", websocket_endpoint)
     install_inference_api(app, context)
     app.state.previews = install_preview(app, context)
+    install_streams_api(app, context, store)
     install_dashboard(app)
     install_api_docs(app, tokens_required=context.auth.enabled, open_paths=OPEN_PATHS)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -140,10 +141,14 @@ class _ViewerResponse(StreamingResponse):
 
 
 class Previews:
-    """Previews of every stream, fed by the pipeline's frame listener."""
+    """Previews of every stream, fed by the pipeline's frame tap; they follow streams added,
+    replaced and removed at run time (a preview belongs to one stream runtime)."""
 
     def __init__(self, context: ServerContext) -> None:
         config = context.config
+        self.pipeline = context.pipeline
+        self.fps = config.preview_fps
+        self.quality = config.jpeg_quality
         self.max_viewers = config.max_mjpeg_clients
         self.admitted = 0  # MJPEG responses holding a viewer slot, on every stream
         self.closing = False
@@ -152,16 +157,36 @@ class Previews:
                                ["stream"], registry=registry)
         self.viewers = Gauge("stream_detect_preview_viewers", "Clients watching a live preview.", ["stream"],
                              registry=registry)
-        self.by_stream = {
-            stream_id: StreamPreview(stream, config.preview_fps, config.jpeg_quality, self.encodes)
-            for stream_id, stream in context.pipeline.streams.items()
-        }
-        for stream_id, preview in self.by_stream.items():
-            self.viewers.labels(stream=stream_id).set_function(_viewer_count(preview))
+        # Replaced, never mutated: the capture threads read it.
+        self.by_stream: dict[str, StreamPreview] = {}
+        self._lock = threading.Lock()
+        for stream_id in context.pipeline.streams:
+            self.preview_of(stream_id)
         context.pipeline.add_frame_tap(self.on_frame)
 
+    def preview_of(self, stream_id: str) -> StreamPreview | None:
+        """The preview of the stream running under ``stream_id`` now (made on first use), or None."""
+        stream = self.pipeline.streams.get(stream_id)
+        preview = self.by_stream.get(stream_id)
+        if preview is not None and preview.stream is stream:
+            return preview
+        with self._lock:
+            preview = self.by_stream.get(stream_id)
+            if preview is not None and preview.stream is stream:
+                return preview
+            if preview is not None:  # the stream was removed or replaced: its viewers end within a second
+                with contextlib.suppress(KeyError):
+                    self.viewers.remove(stream_id)
+            if stream is None:
+                self.by_stream = {key: value for key, value in self.by_stream.items() if key != stream_id}
+                return None
+            preview = StreamPreview(stream, self.fps, self.quality, self.encodes)
+            self.viewers.labels(stream=stream_id).set_function(_viewer_count(preview))
+            self.by_stream = {**self.by_stream, stream_id: preview}
+            return preview
+
     def on_frame(self, frame: Frame) -> None:
-        preview = self.by_stream.get(frame.stream_id)
+        preview = self.preview_of(frame.stream_id)
         if preview is not None:
             preview.latest_frame = frame
 
@@ -200,7 +225,7 @@ def install_preview(app: FastAPI, context: ServerContext) -> Previews:
     @app.get("/streams/{stream_id}/mjpeg", tags=["streams"], response_model=None)
     async def mjpeg(stream_id: str) -> Response:
         """The annotated stream as multipart MJPEG."""
-        preview = previews.by_stream.get(stream_id)
+        preview = previews.preview_of(stream_id)
         if preview is None:
             return _unknown(stream_id)
         if not previews.admit():
@@ -212,7 +237,7 @@ def install_preview(app: FastAPI, context: ServerContext) -> Previews:
             # Starlette cancels this generator when the viewer disconnects; it ends at shutdown.
             async with preview.watching():
                 sequence = 0
-                while not previews.closing:
+                while not previews.closing and not preview.stream.removed:
                     jpeg = await preview.next_jpeg(sequence, timeout=1.0)
                     if jpeg is None:
                         continue
@@ -227,7 +252,7 @@ def install_preview(app: FastAPI, context: ServerContext) -> Previews:
     @app.get("/streams/{stream_id}/snapshot.jpg", tags=["streams"], response_model=None)
     async def snapshot(stream_id: str, raw: bool = False) -> Response:
         """The latest frame as JPEG, annotated unless ``raw=1``."""
-        preview = previews.by_stream.get(stream_id)
+        preview = previews.preview_of(stream_id)
         if preview is None:
             return _unknown(stream_id)
         data = await preview.snapshot(raw)
