@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import av
+import jsonschema
 import numpy as np
 import pytest
 import yaml
@@ -20,6 +21,9 @@ from ..ffprobe import frame_count, needs_ffprobe
 
 FPS = 15
 SEGMENT_S = 5
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "stream_detect" / "schema" / "messages.schema.json").read_text())
 
 
 def start_recording(tmp_path: Path, model: Path, extra: dict | None = None) -> subprocess.Popen[str]:
@@ -106,6 +110,8 @@ def test_sigterm_completes_every_segment_with_overlays(tmp_path: Path, tiny_detr
     assert counts[-1] >= FPS  # the last one is complete up to the stop
     records = {p: [json.loads(line) for line in p.with_suffix(".jsonl").read_text().splitlines()] for p in files}
     assert all("detections" in r and "pts" in r for rs in records.values() for r in rs)
+    for line in (r for rs in records.values() for r in rs):  # each line is the websocket's detections message
+        jsonschema.validate(line, SCHEMA)
     labelled = {p: [r for r in rs if r["detections"]] for p, rs in records.items()}
     videos = [p for p in files if labelled[p]]
     assert videos, "the tiny model reports detections at threshold 0"
