@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .detect.batching import Take
 from .frame_queue import DropPolicy, FrameQueue
 from .records import Detections
 
@@ -41,6 +42,7 @@ class InferenceLane:
     """
 
     name = "api"
+    take = Take.IN_ORDER  # requests are answered oldest first
 
     def __init__(self, maxsize: int, wakeup: threading.Condition) -> None:
         self.queue: FrameQueue[ImageRequest] = FrameQueue(maxsize, DropPolicy.BLOCK, wakeup)

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config, RecordConfig, SourceConfig, drop_policy
+from .config import Config, RecordConfig, SourceConfig, drop_policy, is_live
 from .detect.base import Detector
+from .detect.batching import Take
 from .detect.worker import BatchStats, DetectorWorker
 from .errors import StreamExistsError, UnknownStreamError
 from .frame_queue import DropPolicy, FrameQueue
@@ -103,6 +104,8 @@ class _StreamLane:
     def __init__(self, pipeline: Pipeline, stream: StreamRuntime) -> None:
         self.name = stream.id
         self.queue = stream.queue
+        # A live source gives its freshest frame; a file every frame, in order.
+        self.take = Take.FRESHEST if is_live(stream.config) else Take.IN_ORDER
         self._pipeline = pipeline
         self._stream = stream
         self._last_failure: str | None = None

@@ -6,7 +6,8 @@ collects a batch round-robin across lanes (one item from each lane per round,
 starting at a different lane every batch), up to ``max_batch_size`` items or
 until ``max_batch_wait_ms`` has passed since the first item. A lane with
 nothing to give is skipped, so a dead source never delays the others, and a
-burst in one lane cannot starve another.
+burst in one lane cannot starve another. The decision is the pure function
+:func:`.batching.plan`; this module is its shell of threads and queues.
 
 The worker knows nothing about DETR: it calls :meth:`Detector.detect` with
 the lowest threshold in the batch and lets each lane filter its own results.
@@ -29,9 +30,10 @@ from typing import Any, Generic, Protocol, TypeVar
 import numpy as np
 
 from ..errors import InputError, ModelError, ModelNotReadyError
-from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
+from ..frame_queue import FrameQueue, QueueClosed
 from ..records import Detections
 from .base import Detector
+from .batching import LaneHead, Take, plan
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +41,15 @@ T = TypeVar("T")
 
 
 class Lane(Protocol[T]):
-    """A source of work for the worker and the destination of its results."""
+    """A source of work for the worker and the destination of its results.
+
+    ``take`` declares how the worker takes from ``queue`` (the freshest item of
+    a live camera, or in order), apart from how the queue fills.
+    """
 
     name: str
-    queue: FrameQueue[T]  # a DROP_OLDEST queue holds a live stream: see _take_round
+    queue: FrameQueue[T]
+    take: Take
 
     def image(self, item: T) -> np.ndarray:
         """The ``(H, W, 3) uint8`` RGB image of ``item``."""
@@ -201,66 +208,73 @@ class DetectorWorker:
             with self.wakeup:
                 self.wakeup.wait(0.2)
 
-    def _take_round(self, limit: int, served: set[int] | None = None) -> list[_Entry[Any]]:
-        """Takes at most one item from each lane, starting at a rotating lane.
-
-        A live lane (its queue drops the oldest) gives its newest frame, once
-        per batch (``served`` holds the ids of live lanes already in it): a
-        second frame of the same camera would only wait a whole forward pass
-        behind the first. The older frames are dropped and counted.
-        """
+    def _lanes_now(self) -> list[Lane[Any]]:
+        """The lanes, without those whose queue is closed and drained (they are removed)."""
         with self._lanes_lock:
             lanes = list(self._lanes)
-        if not lanes:
-            return []
-        start = self._next_lane % len(lanes)
-        taken: list[_Entry[Any]] = []
-        for lane in lanes[start:] + lanes[:start]:
-            if len(taken) >= limit:
-                break
-            live = lane.queue.policy is DropPolicy.DROP_OLDEST
-            if live and served is not None and id(lane) in served:
-                continue
-            try:
-                item = lane.queue.get_freshest_nowait() if live else lane.queue.get_nowait()
-                if live and item is not None and served is not None:
-                    served.add(id(lane))
-            except QueueClosed:
-                self.remove_lane(lane)
-                continue
+        for lane in [lane for lane in lanes if lane.queue.closed and not len(lane.queue)]:
+            self.remove_lane(lane)
+            lanes.remove(lane)
+        return lanes
+
+    def _take(self, lane: Lane[Any]) -> Any | None:
+        """One item of ``lane``, the way it is taken from (the freshest, or the oldest); None if gone."""
+        try:
+            if lane.take is Take.FRESHEST:
+                return lane.queue.get_freshest_nowait()  # older frames are dropped and counted
+            return lane.queue.get_nowait()
+        except QueueClosed:
+            self.remove_lane(lane)
+            return None
+
+    def _take_round(self, limit: int) -> list[_Entry[Any]]:
+        """At most one item of each lane (failing API work after a failed load)."""
+        taken = []
+        for lane in self._lanes_now()[:limit]:
+            item = self._take(lane)
             if item is not None:
                 taken.append(_Entry(lane, item))
         return taken
 
     def _collect(self) -> list[_Entry[Any]]:
+        """Collects one batch: what :func:`.batching.plan` says, waiting when it says to."""
         batch: list[_Entry[Any]] = []
-        served: set[int] = set()
-        deadline: float | None = None
+        served: set[int] = set()  # ids of the FRESHEST lanes already in the batch
+        opened_at: float | None = None
         self._next_lane += 1
-        while len(batch) < self.max_batch_size and not self._stop.is_set():
-            taken = self._take_round(self.max_batch_size - len(batch), served)
-            batch.extend(taken)
-            if len(batch) >= self.max_batch_size:
-                break
-            if taken:
-                continue
+        while not self._stop.is_set():
+            lanes = self._lanes_now()
             now = time.monotonic()
-            if batch:
-                if deadline is None:
-                    deadline = now + self.max_batch_wait_s
-                if now >= deadline:
-                    break
-                timeout = deadline - now
-            else:
-                timeout = 0.25
+            decision = plan(
+                [LaneHead(len(lane.queue), lane.take) for lane in lanes],
+                start=self._next_lane % len(lanes) if lanes else 0,
+                size=len(batch),
+                served=frozenset(index for index, lane in enumerate(lanes) if id(lane) in served),
+                max_size=self.max_batch_size,
+                opened_at=opened_at,
+                now=now,
+                max_wait_s=self.max_batch_wait_s,
+            )
+            for index in decision.takes:
+                lane = lanes[index]
+                item = self._take(lane)
+                if item is None:  # emptied meanwhile (a live queue's frame was replaced): decide again
+                    continue
+                batch.append(_Entry(lane, item))
+                if lane.take is Take.FRESHEST:
+                    served.add(id(lane))
+            if batch and opened_at is None:
+                opened_at = now
+            if decision.close:
+                return batch
+            timeout = 0.25 if decision.wait_until is None else max(0.0, decision.wait_until - time.monotonic())
             with self.wakeup:
                 if not self._any_waiting(served):
                     self.wakeup.wait(timeout)
         return batch
 
-    def _any_waiting(self, served: set[int] | None = None) -> bool:
-        """Whether a lane has something to take now (live lanes already in the batch aside)."""
-        served = served or set()
+    def _any_waiting(self, served: set[int]) -> bool:
+        """Whether a lane has something to take now (FRESHEST lanes already in the batch aside)."""
         with self._lanes_lock:
             return any((len(lane.queue) and id(lane) not in served) or lane.queue.closed for lane in self._lanes)
 

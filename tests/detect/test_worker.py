@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
+from stream_detect.detect.batching import Take
 from stream_detect.detect.worker import BatchStats, DetectorWorker, WorkerState
 from stream_detect.errors import ModelError, ModelNotReadyError
 from stream_detect.frame_queue import DropPolicy, FrameQueue
@@ -43,6 +44,8 @@ class ScoreDetector:
 
 
 class ListLane:
+    take = Take.IN_ORDER
+
     def __init__(self, name: str, wakeup: threading.Condition, maxsize: int = 64, threshold: float = 0.0) -> None:
         self.name = name
         self.queue: FrameQueue[int] = FrameQueue(maxsize, DropPolicy.BLOCK, wakeup)
@@ -183,6 +186,7 @@ def test_a_live_lane_gives_its_freshest_frame_once_per_batch() -> None:
     worker, stats = make_worker(detector, max_batch_size=4)
     camera = ListLane("camera", worker.wakeup)
     camera.queue = FrameQueue(2, DropPolicy.DROP_OLDEST, worker.wakeup)
+    camera.take = Take.FRESHEST
     file = ListLane("file", worker.wakeup)
     camera.expected, file.expected = 1, 3
     for value in (10, 20, 30):  # the queue keeps 20 and 30
