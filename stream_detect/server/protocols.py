@@ -10,7 +10,8 @@ hold whatever a route does and whatever a client subscribed to:
   its request headers (again after each response on a kept-alive one).
 - **The kernel send buffer is bounded** (``SEND_BUFFER_BYTES``). On loopback,
   TCP autotuning let a peer that does not read absorb megabytes before a send
-  blocked, so no timeout ever fired.
+  blocked, so no timeout ever fired. Nagle is off (``TCP_NODELAY``) on every
+  connection, however its listening socket was made.
 - **A write that stalls is a dead peer.** When the transport's buffer passes
   its high-water mark the transport pauses writing; a connection still paused
   ``send_timeout_s`` later is aborted (MJPEG viewers and websocket clients
@@ -70,6 +71,9 @@ def _bound_send_buffer(transport: asyncio.BaseTransport) -> None:
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         with contextlib.suppress(OSError):  # a socket already closing
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            # Responses are written in pieces (headers, then body): with Nagle on, a kept-alive
+            # connection's second piece waited ~40 ms for the peer's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 class _WriteStallGuard:
