@@ -79,6 +79,9 @@ class _SourceBase(_Strict):
     threshold: float | None = Field(
         None, ge=0, le=1, description="Minimum score on this stream (default: the model's)."
     )
+    model: str | None = Field(
+        None, description="The model serving this stream: a name of 'models' (default: the top-level 'model')."
+    )
 
     @field_validator("id")
     @classmethod
@@ -326,8 +329,15 @@ class ServerConfig(_Strict):
         return hosts
 
 
+DEFAULT_MODEL_NAME = "default"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
 class Config(_Strict):
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig = Field(ModelConfig(), description="The default model (named 'default').")
+    models: dict[str, ModelConfig] = Field(
+        default_factory=dict, description="More models by name; a source picks one with 'model: NAME'."
+    )
     server: ServerConfig = ServerConfig()
     sources: list[SourceConfig] = Field(default_factory=list)
     record: RecordConfig | None = Field(None, description="Record every stream (per-source 'record' overrides).")
@@ -342,6 +352,28 @@ class Config(_Strict):
             return None
         return source.record or self.record
 
+    def named_models(self) -> dict[str, ModelConfig]:
+        """Every model by name: ``default`` (the top-level ``model``) first, then ``models``."""
+        return {DEFAULT_MODEL_NAME: self.model, **self.models}
+
+    @staticmethod
+    def model_of(source: SourceConfig) -> str:
+        """The name of the model that serves ``source``."""
+        return source.model or DEFAULT_MODEL_NAME
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, models: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        named = {}
+        for name, model in models.items():
+            if name == DEFAULT_MODEL_NAME:
+                raise ValueError(f"{name!r} is the top-level 'model'; give this model another name")
+            if not MODEL_NAME.fullmatch(name):
+                raise ValueError(f"model name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
+            # A named model is served, and named in messages, under its name unless it says otherwise.
+            named[name] = model if model.name else model.model_copy(update={"name": name})
+        return named
+
     @model_validator(mode="after")
     def _unique_ids(self) -> Config:
         seen: set[str] = set()
@@ -349,6 +381,10 @@ class Config(_Strict):
             if source.id in seen:
                 raise ValueError(f"duplicate stream id {source.id!r}")
             seen.add(source.id)
+            if source.model is not None and source.model not in self.models:
+                known = ", ".join(sorted(self.models)) or "none"
+                raise ValueError(f"stream {source.id!r} names model {source.model!r}, which 'models' does not "
+                                 f"define (defined: {known})")
         return self
 
 

@@ -78,8 +78,8 @@ class AnswerCache:
         self.hits = 0
 
     @staticmethod
-    def key(image_bytes: bytes, threshold: float) -> str:
-        return f"{hashlib.sha256(image_bytes).hexdigest()}:{threshold!r}"
+    def key(image_bytes: bytes, threshold: float, model: str = "default") -> str:
+        return f"{model}:{hashlib.sha256(image_bytes).hexdigest()}:{threshold!r}"
 
     def get(self, key: str) -> object | None:
         with self._lock:

@@ -99,13 +99,15 @@ class Metrics:
         self.registry.register(_SinkCollector(pipeline))
         self.batch_size = Histogram(
             "stream_detect_batch_size",
-            "Items per detector batch.",
+            "Items per detector batch, per model.",
+            ["model"],
             buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 64),
             registry=self.registry,
         )
         self.forward_seconds = Histogram(
             "stream_detect_batch_seconds",
-            "Time the detector took per batch (preprocess, forward, postprocess).",
+            "Time the detector took per batch (preprocess, forward, postprocess), per model.",
+            ["model"],
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
@@ -140,11 +142,10 @@ class Metrics:
             "Requests refused for a Host header outside server.allowed_hosts (DNS rebinding).",
             registry=self.registry,
         )
-        pipeline.add_batch_listener(self.observe_batch)
 
     def observe_batch(self, stats: BatchStats) -> None:
-        self.batch_size.observe(stats.size)
-        self.forward_seconds.observe(stats.forward_s)
+        self.batch_size.labels(model=stats.model).observe(stats.size)
+        self.forward_seconds.labels(model=stats.model).observe(stats.forward_s)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

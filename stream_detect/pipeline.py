@@ -16,6 +16,7 @@ ways:
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -26,11 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from .config import Config, RecordConfig, SourceConfig, drop_policy, is_live
+from .config import DEFAULT_MODEL_NAME, Config, ModelConfig, RecordConfig, SourceConfig, drop_policy, is_live
 from .detect.base import Detector
 from .detect.batching import Take
 from .detect.worker import BatchStats, DetectorWorker
-from .errors import StreamExistsError, UnknownStreamError
+from .errors import ConfigError, StreamExistsError, UnknownStreamError
 from .frame_queue import DropPolicy, FrameQueue
 from .record.recorder import Recorder, RecorderSettings
 from .record.segments import Retention
@@ -70,6 +71,11 @@ class StreamRuntime:
     def id(self) -> str:
         return self.config.id
 
+    @property
+    def model(self) -> str:
+        """The name of the model that serves this stream."""
+        return Config.model_of(self.config)
+
     def describe(self) -> dict[str, Any]:
         """The stream's entry in ``GET /streams``."""
         stats = self.capture.stats
@@ -79,6 +85,7 @@ class StreamRuntime:
         return {
             "id": self.id,
             "kind": self.config.kind,
+            "model": self.model,
             "state": self.state.value,
             "detail": self.state_detail,
             "width": frame.width if frame else stats.width,
@@ -106,6 +113,7 @@ class _StreamLane:
         self.queue = stream.queue
         # A live source gives its freshest frame; a file every frame, in order.
         self.take = Take.FRESHEST if is_live(stream.config) else Take.IN_ORDER
+        self._model_threshold = pipeline.config.named_models()[stream.model].threshold
         self._pipeline = pipeline
         self._stream = stream
         self._last_failure: str | None = None
@@ -115,7 +123,7 @@ class _StreamLane:
 
     def threshold(self, item: Frame) -> float:
         own = self._stream.config.threshold
-        return self._pipeline.config.model.threshold if own is None else own
+        return self._model_threshold if own is None else own
 
     def deliver(self, item: Frame, detections: Detections) -> None:
         self._last_failure = None
@@ -159,24 +167,31 @@ class RecordingSink:
 
 
 class Pipeline:
-    """A running analyzer: every stream of ``config`` through one detector.
+    """A running analyzer: every stream of ``config``, each through its model's detector.
+
+    One detector worker per model (``default``, the top-level ``model``, and
+    each of ``models``); the cameras of one model batch together.
 
     Args:
         config: The validated configuration.
-        load_detector: Builds the detector (called on the worker thread).
+        load_detector: Builds a model's detector (called on that model's worker thread).
     """
 
-    def __init__(self, config: Config, load_detector: Callable[[], Detector]) -> None:
+    def __init__(self, config: Config, load_detector: Callable[[ModelConfig], Detector]) -> None:
         self.config = config
         self.wakeup = threading.Condition()
-        self.worker = DetectorWorker(
-            load_detector,
-            max_batch_size=config.model.max_batch_size,
-            max_batch_wait_ms=config.model.max_batch_wait_ms,
-            labels=config.model.labels,
-            on_batch=self._on_batch,
-            wakeup=self.wakeup,
-        )
+        self.workers: dict[str, DetectorWorker] = {
+            name: DetectorWorker(
+                functools.partial(load_detector, model),
+                max_batch_size=model.max_batch_size,
+                max_batch_wait_ms=model.max_batch_wait_ms,
+                labels=model.labels,
+                on_batch=self._on_batch,
+                wakeup=self.wakeup,
+                name=name,
+            )
+            for name, model in config.named_models().items()
+        }
         # Replaced, never mutated, on a change: readers on any thread iterate a snapshot.
         self.streams: dict[str, StreamRuntime] = {}
         self.dispatcher = Dispatcher()
@@ -211,8 +226,21 @@ class Pipeline:
         if stream.recorder is not None:
             stream.recorder.start()
         stream.lane = _StreamLane(self, stream)
-        self.worker.add_lane(stream.lane)
+        self.workers[stream.model].add_lane(stream.lane)
         stream.capture.start()
+
+    @property
+    def worker(self) -> DetectorWorker:
+        """The default model's worker."""
+        return self.workers[DEFAULT_MODEL_NAME]
+
+    def model_id(self, name: str = DEFAULT_MODEL_NAME) -> str:
+        """The id model ``name`` is served and named under: its detector's once loaded, else configured."""
+        detector = self.workers[name].detector
+        if detector is not None:
+            return detector.model_id
+        model = self.config.named_models()[name]
+        return model.name or model.id
 
     # -- streams at run time -------------------------------------------------
 
@@ -226,10 +254,14 @@ class Pipeline:
 
         Raises:
             StreamExistsError: a stream with this id exists.
+            ConfigError: it names a model that is not configured.
         """
         with self._changes:
             if source_config.id in self.streams:
                 raise StreamExistsError(f"stream {source_config.id!r} exists")
+            if Config.model_of(source_config) not in self.workers:
+                known = ", ".join(sorted(name for name in self.workers if name != DEFAULT_MODEL_NAME)) or "none"
+                raise ConfigError(f"model {source_config.model!r} is not one of the configured models ({known})")
             stream = self._build_stream(source_config)
             self._register(stream)
             if self._started:
@@ -273,7 +305,7 @@ class Pipeline:
         if not stream.capture.join(timeout_s):
             log.error("stream %s: capture did not stop within %.0f s", stream.id, timeout_s)
         if stream.lane is not None:
-            self.worker.remove_lane(stream.lane)
+            self.workers[stream.model].remove_lane(stream.lane)
         if stream.recorder is not None:
             stream.recorder.stop()
             stream.recorder.join(timeout_s)
@@ -301,7 +333,8 @@ class Pipeline:
             return
         self._started = True
         self.dispatcher.start()
-        self.worker.start()
+        for worker in self.workers.values():
+            worker.start()
         for stream in self.streams.values():
             self._start_stream(stream)
 
@@ -311,11 +344,13 @@ class Pipeline:
         self._stopping.set()
         for stream in self.streams.values():
             stream.capture.stop()
-        self.worker.stop()
+        for worker in self.workers.values():
+            worker.stop()
         joined = True
         for stream in self.streams.values():
             joined &= stream.capture.join(max(0.0, deadline - time.monotonic()))
-        joined &= self.worker.join(max(0.0, deadline - time.monotonic()))
+        for worker in self.workers.values():
+            joined &= worker.join(max(0.0, deadline - time.monotonic()))
         joined &= self.dispatcher.close(max(0.5, deadline - time.monotonic()))  # what is buffered is delivered
         for stream in self.streams.values():  # after capture and sinks: the encoder is flushed last
             if stream.recorder is not None:
@@ -350,7 +385,7 @@ class Pipeline:
         stream.latency.add(emitted_at - frame.captured_at)
         stream.last_frame = frame
         stream.last_detections = detections
-        self.dispatcher.publish_result(FrameResult(frame, detections, self.model_id, emitted_at),
+        self.dispatcher.publish_result(FrameResult(frame, detections, self.model_id(stream.model), emitted_at),
                                        should_stop=self._stopping.is_set)
 
     def _on_state(self, change: StateChange) -> None:
@@ -366,13 +401,6 @@ class Pipeline:
         for listener in self._batch_listeners:
             listener(stats)
 
-    @property
-    def model_id(self) -> str:
-        """The served model id: the detector's once loaded, else the configured one."""
-        detector = self.worker.detector
-        if detector is not None:
-            return detector.model_id
-        return self.config.model.name or self.config.model.id
 
 
 def recorder_settings(record: RecordConfig, source: SourceConfig) -> RecorderSettings:

@@ -107,7 +107,7 @@ def test_a_sink_blocked_for_5_s_costs_the_other_sinks_and_streams_nothing() -> N
         "model": {"id": "fake", "max_batch_wait_ms": 1},
         "sources": [{"kind": "synthetic", "id": cam, "fps": 20, "width": 160, "height": 120} for cam in ("a", "b")],
     })
-    pipeline = Pipeline(config, lambda: FakeDetector())
+    pipeline = Pipeline(config, lambda model: FakeDetector())
     blocked, healthy = RecordingSink("blocked", block_s=5.0), RecordingSink("healthy")
     blocked_runner = pipeline.dispatcher.add(blocked, maxsize=8)
     pipeline.dispatcher.add(healthy, maxsize=8)

@@ -6,10 +6,10 @@ import logging
 import socket
 from pathlib import Path
 
+from ..compose import build_app, build_pipeline
 from ..config import Config, parse_config
 from ..detect import load_detector
 from ..pipeline import Pipeline
-from ..server.app import create_app
 from ..server.runner import build_server
 from ..source_store import ConfigFileStore, SourceStore, StateFileStore, entry_of
 
@@ -33,7 +33,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 def serve(pipeline: Pipeline, config: Config, store: SourceStore | None = None) -> int:
     """Serves ``pipeline`` until SIGINT or SIGTERM; the pipeline starts and stops with the server."""
-    app = create_app(pipeline, config.server, store)
+    app = build_app(pipeline, config.server, store)
     sock = bind_socket(config.server.host, config.server.port)
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
@@ -47,7 +47,7 @@ def run(config: Config, config_file: str | None = None) -> int:
     """Runs the analyzer and its server. Cameras changed through the API are kept in
     ``config_file`` when the sources came from it, else in the data directory."""
     config, store = with_source_store(config, config_file)
-    pipeline = Pipeline(config, lambda: load_detector(config.model))
+    pipeline = build_pipeline(config, load_detector)
     return serve(pipeline, config, store)
 
 

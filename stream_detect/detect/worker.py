@@ -69,6 +69,7 @@ class BatchStats:
     size: int
     lanes: int
     forward_s: float
+    model: str = "default"
 
 
 class WorkerState:
@@ -96,6 +97,7 @@ class DetectorWorker:
         on_batch: Called after every batch with its statistics (metrics).
         wakeup: The condition every lane queue notifies.
         estimated_load_s: Reported to API clients while the model loads.
+        name: The model's name (in batch statistics and the thread's name).
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class DetectorWorker:
         on_batch: Callable[[BatchStats], None] | None = None,
         wakeup: threading.Condition | None = None,
         estimated_load_s: float = 10.0,
+        name: str = "default",
     ) -> None:
         self._load_detector = load_detector
         self.max_batch_size = max_batch_size
@@ -116,6 +119,7 @@ class DetectorWorker:
         self._on_batch = on_batch
         self.wakeup = wakeup if wakeup is not None else threading.Condition()
         self.estimated_load_s = estimated_load_s
+        self.name = name
         self._lanes: list[Lane[Any]] = []
         self._lanes_lock = threading.Lock()
         self._next_lane = 0
@@ -124,7 +128,7 @@ class DetectorWorker:
         # it without a thread. Running from the start, so no waiter can cancel it.
         self.loaded: Future[None] = Future()
         self.loaded.set_running_or_notify_cancel()
-        self._thread = threading.Thread(target=self._run, name="detector", daemon=False)
+        self._thread = threading.Thread(target=self._run, name=f"detector:{name}", daemon=False)
         self._load_started = 0.0
         self.state = WorkerState.LOADING
         self.error: str | None = None
@@ -303,7 +307,7 @@ class DetectorWorker:
             except Exception:
                 log.exception("delivering detections to lane %s failed", entry.lane.name)
         if self._on_batch is not None:
-            self._on_batch(BatchStats(len(batch), len({id(e.lane) for e in batch}), forward_s))
+            self._on_batch(BatchStats(len(batch), len({id(e.lane) for e in batch}), forward_s, self.name))
 
     def _detect_alone(self, detector: Detector, entry: _Entry[Any], image: np.ndarray,
                       threshold: float) -> Detections | None:

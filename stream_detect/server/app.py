@@ -13,18 +13,15 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from ..config import ServerConfig
 from ..detect.worker import WorkerState
 from ..metrics import CONTENT_TYPE
-from ..pipeline import Pipeline
-from ..source_store import SourceStore
 from .api_docs import install_api_docs
 from .context import ServerContext
 from .dashboard import install_dashboard
 from .hosts import HostCheck
-from .inference_api import install_inference_api
-from .preview import install_preview
-from .streams_api import install_streams_api
+from .inference_api import InferenceApi, install_inference_api
+from .preview import Previews, install_preview
+from .streams_api import StreamsApi, install_streams_api
 from .websocket import websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -76,12 +73,13 @@ class TokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | None = None) -> FastAPI:
-    """Builds the application. Starting it starts the pipeline; stopping it stops the pipeline.
+def create_app(context: ServerContext, previews: Previews, inference: InferenceApi,
+               streams_api: StreamsApi) -> FastAPI:
+    """The application over already wired parts (see :func:`stream_detect.compose.build_app`).
 
-    ``store`` keeps the streams changed through the API (none: the changes last until the process ends).
+    Starting it starts the pipeline; stopping it stops the pipeline.
     """
-    context = ServerContext.create(pipeline, config)
+    pipeline = context.pipeline
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -99,9 +97,10 @@ def create_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | No
     app.add_middleware(TokenMiddleware, context=context)
     app.add_middleware(HostMiddleware, context=context)  # added last: runs first
     app.add_api_websocket_route("/ws", websocket_endpoint)
-    install_inference_api(app, context)
-    app.state.previews = install_preview(app, context)
-    install_streams_api(app, context, store)
+    install_inference_api(app, inference)
+    app.state.previews = previews
+    install_preview(app, context, previews)
+    install_streams_api(app, streams_api)
     install_dashboard(app)
     install_api_docs(app, tokens_required=context.auth.enabled, open_paths=OPEN_PATHS)
 
@@ -109,10 +108,17 @@ def create_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | No
     def healthz() -> JSONResponse:
         """Liveness and readiness: 200 once the model is loaded, 503 before or if it failed."""
         worker = pipeline.worker
-        body = {"status": "ok" if worker.state == WorkerState.READY else worker.state, "model": pipeline.model_id}
+        body: dict[str, object] = {"status": "ok" if worker.state == WorkerState.READY else worker.state,
+                                   "model": pipeline.model_id()}
         if worker.error:
             body["error"] = worker.error
-        return JSONResponse(body, status_code=200 if worker.state == WorkerState.READY else 503)
+        if len(pipeline.workers) > 1:  # every model, by name: each must be loaded to be healthy
+            body["models"] = {name: {"model": pipeline.model_id(name), "state": w.state, "error": w.error}
+                              for name, w in pipeline.workers.items()}
+        ready = all(w.state == WorkerState.READY for w in pipeline.workers.values())
+        if not ready and worker.state == WorkerState.READY:
+            body["status"] = "degraded"
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/streams", tags=["streams"])
     def streams() -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""What the HTTP and websocket handlers share, built once per server."""
+"""What the HTTP and websocket handlers share, built once per server (by :mod:`stream_detect.compose`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ..metrics import Metrics
 from ..pipeline import Pipeline, StreamRuntime
 from ..serialize import status_message
 from .auth import TokenCheck
-from .hub import Hub, HubSink
+from .hub import Hub
 
 
 @dataclass(eq=False)
@@ -23,14 +23,6 @@ class ServerContext:
     hub: Hub
     metrics: Metrics
     auth: TokenCheck
-
-    @classmethod
-    def create(cls, pipeline: Pipeline, config: ServerConfig) -> ServerContext:
-        metrics = Metrics(pipeline)
-        hub = Hub(config.client_queue_size, on_drop=metrics.ws_dropped.inc)
-        context = cls(pipeline=pipeline, config=config, hub=hub, metrics=metrics, auth=TokenCheck(config.tokens))
-        pipeline.dispatcher.add(HubSink(hub), maxsize=64)
-        return context
 
     def stream_status(self, stream: StreamRuntime) -> dict[str, Any]:
         """The status message announcing ``stream``'s current state."""

@@ -29,6 +29,7 @@ import logging
 import math
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -36,7 +37,9 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from ..config import DEFAULT_MODEL_NAME, ModelConfig
 from ..detect.base import Detector
+from ..detect.worker import DetectorWorker
 from ..errors import ImageTooLargeError, InputError, ModelError, ModelNotReadyError, UnsupportedMediaError
 from ..images import OpenedImage, give_back_freed_memory, open_image
 from ..inference import AnswerCache, InferenceLane, QueueFullError
@@ -217,32 +220,63 @@ def parse_request(body: bytes, content_type: str, default_threshold: float) -> t
     return _decode_inputs(payload["inputs"]), _parse_threshold(payload.get("parameters"), default_threshold)
 
 
+@dataclass(eq=False)
+class ModelRoute:
+    """What the API keeps of one model: its worker, its lane, its default threshold."""
+
+    name: str
+    worker: DetectorWorker
+    lane: InferenceLane
+    default_threshold: float
+    ready: asyncio.Future[None] | None = None  # one asyncio view of the worker's load, for every waiter
+
+
+def _default_threshold(model: ModelConfig) -> float:
+    # Only an explicitly configured threshold changes the API default.
+    return model.threshold if "threshold" in model.model_fields_set else DEFAULT_THRESHOLD
+
+
 class InferenceApi:
-    """Answers inference requests through the shared detector worker."""
+    """Answers inference requests through the models' detector workers.
+
+    ``POST /`` is answered by the default model, ``POST /models/{name}`` by the
+    model of that name; a model answers to its configured name, its served id
+    and its hub id or directory (:meth:`names`).
+    """
 
     def __init__(self, context: ServerContext) -> None:
         self.context = context
         self.config = context.config
-        self.lane = InferenceLane(self.config.api_queue_size, context.pipeline.wakeup)
+        pipeline = context.pipeline
+        self.routes = {
+            name: ModelRoute(name, worker, InferenceLane(self.config.api_queue_size, pipeline.wakeup),
+                             _default_threshold(pipeline.config.named_models()[name]))
+            for name, worker in pipeline.workers.items()
+        }
         self.cache = AnswerCache(self.config.api_cache_size)
         self.budget = PixelBudget(self.config.decode_pixels_in_flight)
         # Not asyncio's default pool: the preview encodes there, and a burst of
         # large images must not hold it. Threads start on first use.
         self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="api-decode")
-        self._model_ready: asyncio.Future[None] | None = None
-        model = context.pipeline.config.model
-        # Only an explicitly configured threshold changes the API default.
-        fields = model.model_fields_set
-        self.default_threshold = model.threshold if "threshold" in fields else DEFAULT_THRESHOLD
-        context.pipeline.worker.add_lane(self.lane)
 
-    def served_ids(self) -> set[str]:
+    def names(self) -> dict[str, str]:
+        """Every name a model answers to -> the model's name."""
         pipeline = self.context.pipeline
-        model = pipeline.config.model
-        ids = {pipeline.model_id, model.id}
-        if model.name:
-            ids.add(model.name)
-        return {i.strip("/") for i in ids}
+        names: dict[str, str] = {}
+        for name, model in pipeline.config.named_models().items():
+            for alias in (model.id, model.name, pipeline.model_id(name), name):
+                if alias:
+                    names[alias.strip("/")] = name
+        return names
+
+    def route(self, model_id: str | None) -> ModelRoute:
+        if model_id is None:
+            return self.routes[DEFAULT_MODEL_NAME]
+        name = self.names().get(model_id.strip("/"))
+        if name is None:
+            served = sorted({self.context.pipeline.model_id(n) for n in self.routes} | set(self.routes))
+            raise ApiError(404, f"model {model_id[:200]!r} is not served here", models=served)
+        return self.routes[name]
 
     async def handle(self, request: Request, model_id: str | None) -> Response:
         try:
@@ -255,21 +289,22 @@ class InferenceApi:
             return _error(error.status, str(error), **error.extra)
 
     async def _handle(self, request: Request, model_id: str | None) -> Response:
-        if model_id is not None and model_id.strip("/") not in self.served_ids():
-            raise ApiError(404, f"model {model_id[:200]!r} is not served here")
+        route = self.route(model_id)
         use_cache = _header_flag(request, "x-use-cache", True)
         wait_for_model = _header_flag(request, "x-wait-for-model", False)
         body = await _read_body(request, self.config.max_body_bytes, self.config.body_timeout_s)
-        image_bytes, threshold = parse_request(body, request.headers.get("content-type", ""), self.default_threshold)
-        key = AnswerCache.key(image_bytes, threshold)
+        image_bytes, threshold = parse_request(body, request.headers.get("content-type", ""),
+                                               route.default_threshold)
+        key = AnswerCache.key(image_bytes, threshold, route.name)
         if use_cache and (cached := self.cache.get(key)) is not None:
             return JSONResponse(cached, headers={"x-cache": "hit"})
-        detector = await self._ensure_model(wait_for_model)
-        answer = to_hf_elements(await self._answer(detector, image_bytes, threshold))
+        detector = await self._ensure_model(route, wait_for_model)
+        answer = to_hf_elements(await self._answer(route, detector, image_bytes, threshold))
         self.cache.put(key, answer)
         return JSONResponse(answer, headers={"x-cache": "miss"})
 
-    async def _answer(self, detector: Detector, image_bytes: bytes, threshold: float) -> Detections:
+    async def _answer(self, route: ModelRoute, detector: Detector, image_bytes: bytes,
+                      threshold: float) -> Detections:
         """Decodes within the pixel budget, detects, and scales the boxes back to the original's pixels."""
         opened = await self._in_decoder(_open, image_bytes, self.config.max_image_pixels)
         try:
@@ -284,7 +319,7 @@ class InferenceApi:
         try:
             image = await self._in_decoder(_decode, opened, decoding)
             hold.keep(image.shape[0] * image.shape[1])  # held until the detector is done with it
-            detections = await self._detect(image, threshold)
+            detections = await self._detect(route, image, threshold)
         finally:
             hold.keep(0)
             if decoding >= TRIM_AFTER_PIXELS:
@@ -294,15 +329,15 @@ class InferenceApi:
     async def _in_decoder(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.decoder, function, *args)
 
-    async def _ensure_model(self, wait: bool) -> Detector:
+    async def _ensure_model(self, route: ModelRoute, wait: bool) -> Detector:
         """The detector once it is loaded; waiting for it (without a thread) when asked to."""
-        worker = self.context.pipeline.worker
+        worker = route.worker
         try:
             worker.check_ready()
         except ModelNotReadyError as error:
             if not wait:
                 raise ApiError(503, str(error), estimated_time=error.estimated_time) from None
-            await self._wait_for_model()
+            await self._wait_for_model(route)
         except ModelError as error:
             raise ApiError(503, str(error)) from None
         try:
@@ -315,17 +350,17 @@ class InferenceApi:
             raise ApiError(503, "the model is not loaded")
         return worker.detector
 
-    async def _wait_for_model(self) -> None:
-        if self._model_ready is None:
+    async def _wait_for_model(self, route: ModelRoute) -> None:
+        if route.ready is None:
             # One asyncio view of the worker's future for every waiting request;
             # shielded, so a request that gives up never cancels it for the others.
-            self._model_ready = asyncio.wrap_future(self.context.pipeline.worker.loaded)
+            route.ready = asyncio.wrap_future(route.worker.loaded)
         with contextlib.suppress(TimeoutError):  # still loading: the caller answers 503
-            await asyncio.wait_for(asyncio.shield(self._model_ready), self.config.request_timeout_s)
+            await asyncio.wait_for(asyncio.shield(route.ready), self.config.request_timeout_s)
 
-    async def _detect(self, image: np.ndarray, threshold: float) -> Detections:
+    async def _detect(self, route: ModelRoute, image: np.ndarray, threshold: float) -> Detections:
         try:
-            future = self.lane.submit(image, threshold)
+            future = route.lane.submit(image, threshold)
         except QueueFullError as error:
             raise ApiError(503, str(error), estimated_time=1.0) from None
         try:
@@ -410,9 +445,8 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def install_inference_api(app: FastAPI, context: ServerContext) -> InferenceApi:
+def install_inference_api(app: FastAPI, api: InferenceApi) -> None:
     """Adds ``POST /`` and ``POST /models/{model_id}`` to ``app``."""
-    api = InferenceApi(context)
     openapi = {"requestBody": REQUEST_BODY}
 
     @app.post("/", tags=["inference"], responses=RESPONSES, openapi_extra=openapi, summary="Detect objects")
@@ -427,5 +461,3 @@ def install_inference_api(app: FastAPI, context: ServerContext) -> InferenceApi:
     async def detect_model(request: Request, model_id: str) -> Response:
         """Object detection; ``model_id`` must be the served model's id or name."""
         return await api.handle(request, model_id)
-
-    return api

@@ -141,7 +141,7 @@ class _ViewerResponse(StreamingResponse):
 
 
 class Previews:
-    """Previews of every stream, fed by the pipeline's frame tap; they follow streams added,
+    """Previews of every stream, fed by :meth:`on_frame` (a frame tap); they follow streams added,
     replaced and removed at run time (a preview belongs to one stream runtime)."""
 
     def __init__(self, context: ServerContext) -> None:
@@ -162,7 +162,6 @@ class Previews:
         self._lock = threading.Lock()
         for stream_id in context.pipeline.streams:
             self.preview_of(stream_id)
-        context.pipeline.add_frame_tap(self.on_frame)
 
     def preview_of(self, stream_id: str) -> StreamPreview | None:
         """The preview of the stream running under ``stream_id`` now (made on first use), or None."""
@@ -218,9 +217,8 @@ def _unknown(stream_id: str) -> JSONResponse:
     return JSONResponse({"error": f"no stream {stream_id[:100]!r}"}, status_code=404)
 
 
-def install_preview(app: FastAPI, context: ServerContext) -> Previews:
+def install_preview(app: FastAPI, context: ServerContext, previews: Previews) -> None:
     """Adds the MJPEG and snapshot routes."""
-    previews = Previews(context)
 
     @app.get("/streams/{stream_id}/mjpeg", tags=["streams"], response_model=None)
     async def mjpeg(stream_id: str) -> Response:
@@ -259,5 +257,3 @@ def install_preview(app: FastAPI, context: ServerContext) -> Previews:
         if data is None:
             return JSONResponse({"error": f"stream {stream_id!r} has no frame yet"}, status_code=503)
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
-
-    return previews

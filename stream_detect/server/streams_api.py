@@ -82,9 +82,8 @@ class StreamsApi:
             self._saved()
 
 
-def install_streams_api(app: FastAPI, context: ServerContext, store: SourceStore | None) -> StreamsApi:
+def install_streams_api(app: FastAPI, api: StreamsApi) -> None:
     """Adds the routes that change the set of streams."""
-    api = StreamsApi(context, store)
 
     @app.post("/streams", tags=["streams"], status_code=201, response_model=None)
     async def add_stream(request: Request) -> Response:
@@ -120,5 +119,3 @@ def install_streams_api(app: FastAPI, context: ServerContext, store: SourceStore
         except UnknownStreamError as error:
             return _error(404, str(error)[:200])
         return Response(status_code=204)
-
-    return api

@@ -28,7 +28,7 @@ from ..server.serving import serving, ws_url
 def fake_pipeline(sources: list[dict[str, Any]], **extra: Any) -> Pipeline:
     """A pipeline of ``sources`` with the fake detector (the model does not matter here)."""
     config: Config = parse_config({"sources": sources, "model": {"id": "fake", "max_batch_wait_ms": 1}, **extra})
-    return Pipeline(config, lambda: FakeDetector())
+    return Pipeline(config, lambda model: FakeDetector())
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from stream_detect.config import parse_config
+from stream_detect.config import ModelConfig, parse_config
 from stream_detect.detect.base import Detector
 from stream_detect.errors import ModelError
 from stream_detect.pipeline import Pipeline
@@ -17,7 +17,7 @@ from ..server.serving import serving
 from .helpers import Listener, streams, wait_until
 
 
-def broken_model() -> Detector:
+def broken_model(model: ModelConfig) -> Detector:
     raise ModelError("cannot load model 'missing/model': not found")
 
 

@@ -12,10 +12,10 @@ from typing import Any
 from websockets.sync.client import ClientConnection, connect
 
 from stream_detect.commands.run import bind_socket
+from stream_detect.compose import build_app
 from stream_detect.config import ServerConfig, parse_config
 from stream_detect.detect.fake import FakeDetector
 from stream_detect.pipeline import Pipeline
-from stream_detect.server.app import create_app
 from stream_detect.server.runner import build_server
 
 
@@ -25,14 +25,14 @@ def one_camera_pipeline() -> Pipeline:
         "model": {"id": "fake"},
         "sources": [{"kind": "synthetic", "id": "entrance", "fps": 5, "width": 320, "height": 240}],
     })
-    return Pipeline(config, lambda: FakeDetector(label="shape"))
+    return Pipeline(config, lambda model: FakeDetector(label="shape"))
 
 
 @contextlib.contextmanager
 def serving(pipeline: Pipeline, config: ServerConfig | None = None) -> Iterator[str]:
     """Serves ``pipeline`` (starting and stopping it) and yields ``http://127.0.0.1:PORT``."""
     config = config or ServerConfig(port=0)
-    app = create_app(pipeline, config)
+    app = build_app(pipeline, config)
     sock = bind_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = build_server(app, config, graceful_shutdown_s=2)

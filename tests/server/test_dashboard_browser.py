@@ -30,7 +30,7 @@ def pipeline() -> Pipeline:
         "sources": [{"kind": "synthetic", "id": "entrance", "fps": 15, "width": 640, "height": 360},
                     {"kind": "synthetic", "id": "parking", "fps": 10, "width": 480, "height": 360, "seed": 4}],
     })
-    return Pipeline(config, lambda: FakeDetector(label="shape"))
+    return Pipeline(config, lambda model: FakeDetector(label="shape"))
 
 
 @dataclass

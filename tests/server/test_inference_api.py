@@ -21,7 +21,7 @@ from huggingface_hub import InferenceClient
 from huggingface_hub.errors import HfHubHTTPError
 from PIL import Image
 
-from stream_detect.config import ServerConfig, parse_config
+from stream_detect.config import ModelConfig, ServerConfig, parse_config
 from stream_detect.detect.base import Detector
 from stream_detect.pipeline import Pipeline
 from stream_detect.records import Detections
@@ -85,9 +85,9 @@ def expected_answer(width: int, height: int, x0: int, y0: int, size: int) -> lis
 def api_server(request: pytest.FixtureRequest) -> Iterator[tuple[str, BrightnessDetector]]:
     options = getattr(request, "param", {})
     detector = BrightnessDetector(delay_s=options.get("delay_s", 0.0))
-    load: Callable[[], Detector] = lambda: detector  # noqa: E731
+    load: Callable[[ModelConfig], Detector] = lambda model: detector  # noqa: E731
     if options.get("load_s"):
-        def load() -> Detector:
+        def load(model: ModelConfig) -> Detector:
             time.sleep(options["load_s"])
             detector.loaded.set()
             return detector
@@ -272,7 +272,7 @@ def test_answers_equal_the_transformers_pipeline(trained_detr_dir: Path) -> None
     config = parse_config({"model": {"id": str(trained_detr_dir), "device": "cpu"}})
     reference = hf_pipeline("object-detection", model=str(trained_detr_dir), device="cpu")
     rng = np.random.default_rng(21)
-    with serving(Pipeline(config, lambda: load_detector(config.model))) as base:
+    with serving(Pipeline(config, load_detector)) as base:
         wait_healthy(base)
         client = InferenceClient(base_url=f"{base}/models/{trained_detr_dir.name}")
         compared = 0
@@ -367,7 +367,7 @@ def test_an_image_the_model_resizes_to_nothing_is_a_400(tiny_detr_dir: Path) -> 
     from stream_detect.detect import load_detector
 
     config = parse_config({"model": {"id": str(tiny_detr_dir), "device": "cpu"}})  # shortest 160, longest 256
-    with serving(Pipeline(config, lambda: load_detector(config.model))) as base:
+    with serving(Pipeline(config, load_detector)) as base:
         wait_healthy(base)
         thin = httpx.post(base, content=png_with_square(5000, 8, 0, 0, 4), timeout=30)
         assert thin.status_code == 400
@@ -400,7 +400,7 @@ def test_a_large_image_is_answered_in_its_own_pixels_as_if_decoded_in_full() -> 
     config = parse_config({"model": {"id": "demo", "device": "cpu"}})
     reference = load_detector(config.model)
     worst = 0.0
-    with serving(Pipeline(config, lambda: load_detector(config.model))) as base:
+    with serving(Pipeline(config, load_detector)) as base:
         wait_healthy(base)
         client = InferenceClient(base_url=base)
         for seed, fmt in ((1, "PNG"), (4, "PNG"), (1, "JPEG"), (3, "JPEG")):

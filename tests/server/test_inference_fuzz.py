@@ -59,7 +59,7 @@ paths = st.sampled_from(["/", "/models/fake", "/models/unknown/model", "/models/
 @pytest.fixture(scope="module")
 def base() -> object:
     config = parse_config({"model": {"id": "fake", "max_batch_wait_ms": 1}})
-    with serving(Pipeline(config, lambda: FakeDetector()), ServerConfig(port=0, max_body_bytes=4096,
+    with serving(Pipeline(config, lambda model: FakeDetector()), ServerConfig(port=0, max_body_bytes=4096,
                                                                          max_image_pixels=10_000)) as url:
         yield url
 

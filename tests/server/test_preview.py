@@ -20,7 +20,7 @@ from .serving import serving
 def pipeline() -> Pipeline:
     config = parse_config({"model": {"id": "fake"},
                            "sources": [{"kind": "synthetic", "id": "cam", "fps": 20, "width": 320, "height": 180}]})
-    return Pipeline(config, lambda: FakeDetector())
+    return Pipeline(config, lambda model: FakeDetector())
 
 
 def encodes(base: str) -> float:

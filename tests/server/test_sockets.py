@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from stream_detect.commands.run import bind_socket
+from stream_detect.compose import build_app
 from stream_detect.config import ServerConfig
-from stream_detect.server.app import create_app
 from stream_detect.server.runner import build_server
 
 from .serving import one_camera_pipeline
@@ -30,7 +30,7 @@ def test_the_listening_socket_says_it_is_tcp() -> None:
 def test_every_connection_has_nagle_off() -> None:
     # With Nagle on, a kept-alive response's second write waited ~40 ms for the peer's delayed ACK.
     config = ServerConfig(port=0)
-    app = create_app(one_camera_pipeline(), config)
+    app = build_app(one_camera_pipeline(), config)
     listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)  # proto 0, as many callers make them
     listening.bind(("127.0.0.1", 0))
     listening.listen(8)

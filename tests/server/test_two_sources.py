@@ -51,7 +51,7 @@ def test_a_camera_killed_mid_run_does_not_stall_the_other() -> None:
                 {"kind": "synthetic", "id": "local", "fps": 15, "width": 320, "height": 240},
             ],
         })
-        with serving(Pipeline(config, lambda: FakeDetector())) as base, open_ws(base) as ws:
+        with serving(Pipeline(config, lambda model: FakeDetector())) as base, open_ws(base) as ws:
             before = read_messages(ws, timeout_s=30, until=lambda m: sum(
                 1 for x in m if x["type"] == "detections" and x["stream"] == "net") >= 10)
             assert sum(1 for x in before if x["type"] == "detections" and x["stream"] == "net") >= 10

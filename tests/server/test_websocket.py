@@ -29,7 +29,7 @@ def synthetic(stream_id: str, fps: float = 25.0, width: int = 320, height: int =
 
 def pipeline_for(*sources: dict, delay_s: float = 0.0, boxes: int = 1) -> Pipeline:
     config: Config = parse_config({"sources": list(sources), "model": {"id": "fake"}})
-    return Pipeline(config, lambda: FakeDetector(delay_s=delay_s, boxes=boxes))
+    return Pipeline(config, lambda model: FakeDetector(delay_s=delay_s, boxes=boxes))
 
 
 def detections_of(messages: list[dict], stream: str | None = None) -> list[dict]:

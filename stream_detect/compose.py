@@ -1,0 +1,66 @@
+"""The composition root: the one place where a running analyzer is wired.
+
+The graph, as :func:`build_pipeline` and :func:`build_app` put it together::
+
+    source --capture thread--> bounded queue --lane--> detector worker (one per model)
+                  |                                           |
+                  +--> frame taps: preview, recorders         +--> dispatcher --> sinks, each on its
+                                                                   own thread: websocket hub,
+                                                                   recordings' detections, ...
+    server routes --> read-only parts: streams, the hub, metrics, the models' inference lanes,
+                      and the one write port: streams added, changed and removed (kept by a store)
+
+Stages never subscribe themselves: whatever listens, taps or feeds a lane
+is connected here. ``stream-detect run`` and ``demo`` are :func:`build_pipeline`
+plus :func:`build_app`; other commands compose a pipeline with other sinks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from fastapi import FastAPI
+
+from .config import Config, ModelConfig, ServerConfig
+from .detect.base import Detector
+from .metrics import Metrics
+from .pipeline import Pipeline
+from .sinks import Overflow, Sink
+from .source_store import SourceStore
+
+WEBSOCKET_SINK_BUFFER = 64
+
+
+def build_pipeline(config: Config, load_detector: Callable[[ModelConfig], Detector],
+                   sinks: Sequence[Sink] = (), overflow: Overflow = Overflow.DROP_OLDEST) -> Pipeline:
+    """Sources, queues, one detector worker per model and the dispatcher, with ``sinks`` on it."""
+    pipeline = Pipeline(config, load_detector)
+    for sink in sinks:
+        pipeline.dispatcher.add(sink, overflow=overflow)
+    return pipeline
+
+
+def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | None = None) -> FastAPI:
+    """The server of ``pipeline``: its parts made and connected, then the routes over them.
+
+    ``store`` keeps the streams changed through the API (none: the changes last as long as the process).
+    """
+    from .server.app import create_app
+    from .server.auth import TokenCheck
+    from .server.context import ServerContext
+    from .server.hub import Hub, HubSink
+    from .server.inference_api import InferenceApi
+    from .server.preview import Previews
+    from .server.streams_api import StreamsApi
+
+    metrics = Metrics(pipeline)
+    pipeline.add_batch_listener(metrics.observe_batch)
+    hub = Hub(config.client_queue_size, on_drop=metrics.ws_dropped.inc)
+    pipeline.dispatcher.add(HubSink(hub), maxsize=WEBSOCKET_SINK_BUFFER)
+    context = ServerContext(pipeline=pipeline, config=config, hub=hub, metrics=metrics, auth=TokenCheck(config.tokens))
+    previews = Previews(context)
+    pipeline.add_frame_tap(previews.on_frame)
+    inference = InferenceApi(context)
+    for route in inference.routes.values():
+        route.worker.add_lane(route.lane)
+    return create_app(context, previews, inference, StreamsApi(context, store))
