@@ -12,6 +12,7 @@ import datetime
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -244,6 +245,18 @@ class ModelConfig(_Strict):
     compile: bool = Field(False, description="torch backend: torch.compile the model (slow first frame per shape).")
     shortest_edge: int | None = Field(None, ge=16, le=8192, description="Resize images' shorter side to this.")
     longest_edge: int | None = Field(None, ge=16, le=16384, description="... keeping the longer side at most this.")
+
+    def served_id(self) -> str:
+        """The one rule for the id a model is served and named under: ``name``, the demo model's
+        id, a local directory's name, or the hub id."""
+        if self.name:
+            return self.name
+        if self.id == "demo":
+            return "stream-detect/demo"
+        path = Path(self.id).expanduser()
+        if path.is_dir():
+            return path.resolve().name
+        return self.id
 
     @field_validator("device")
     @classmethod

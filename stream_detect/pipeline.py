@@ -239,8 +239,7 @@ class Pipeline:
         detector = self.workers[name].detector
         if detector is not None:
             return detector.model_id
-        model = self.config.named_models()[name]
-        return model.name or model.id
+        return self.config.named_models()[name].served_id()
 
     # -- streams at run time -------------------------------------------------
 

@@ -144,7 +144,7 @@ def _run(options: BenchOptions, directory: Path) -> dict[str, Any]:
                 forward.append(result)
     chosen = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile)
     backend, setup_s = timed(lambda: build_backend(model, device, chosen))
-    detector = HFDetector(model, processor, device, config.name or Path(source).name, backend)
+    detector = HFDetector(model, processor, device, config.served_id(), backend)
     try:
         used = next((r for r in forward if r.backend == backend.name), None)
         if used is None:

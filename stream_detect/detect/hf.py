@@ -38,18 +38,6 @@ def model_source(model_id: str) -> str:
     return str(DEMO_MODEL) if model_id == "demo" else model_id
 
 
-def served_model_id(config: ModelConfig) -> str:
-    """The id the model is served and reported under: ``name``, the hub id, or the directory's name."""
-    if config.name:
-        return config.name
-    if config.id == "demo":
-        return "stream-detect/demo"
-    path = Path(config.id).expanduser()
-    if path.is_dir():
-        return path.resolve().name
-    return config.id
-
-
 def _load_error(model_id: str, error: BaseException) -> ModelError:
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     if isinstance(error, OSError) and ("offline" in text.lower() or "connect" in text.lower()
@@ -151,7 +139,7 @@ class HFDetector:
                                  input_size=fixed_input_size(processor))
         backend = build_backend(model, device, options)
         log.info("loaded %s on %s (%s)", source, device.torch_device, backend.name)
-        return cls(model, processor, device, served_model_id(config), backend)
+        return cls(model, processor, device, config.served_id(), backend)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """The ``(height, width)`` the processor resizes a ``height`` x ``width`` image to.

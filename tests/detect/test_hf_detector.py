@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from stream_detect.config import ModelConfig
-from stream_detect.detect.hf import HFDetector, served_model_id
+from stream_detect.detect.hf import HFDetector
 from stream_detect.errors import ModelError
 from stream_detect.serialize import to_hf_elements
 
@@ -84,9 +84,9 @@ def test_timm_backbone_config_loads_as_published(timm_detr_dir: Path) -> None:
 
 
 def test_model_ids(tiny_detr_dir: Path) -> None:
-    assert served_model_id(ModelConfig(id=str(tiny_detr_dir))) == "tiny-detr"
-    assert served_model_id(ModelConfig(id="facebook/detr-resnet-50")) == "facebook/detr-resnet-50"
-    assert served_model_id(ModelConfig(id=str(tiny_detr_dir), name="cams")) == "cams"
+    assert ModelConfig(id=str(tiny_detr_dir)).served_id() == "tiny-detr"
+    assert ModelConfig(id="facebook/detr-resnet-50").served_id() == "facebook/detr-resnet-50"
+    assert ModelConfig(id=str(tiny_detr_dir), name="cams").served_id() == "cams"
 
 
 def test_missing_model_is_one_clear_error(tmp_path: Path) -> None:
