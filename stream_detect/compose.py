@@ -12,7 +12,7 @@ The graph, as :func:`build_pipeline` and :func:`build_app` put it together::
 
 Stages never subscribe themselves: whatever listens, taps or feeds a lane
 is connected here. ``stream-detect run`` and ``demo`` are :func:`build_pipeline`
-plus :func:`build_app`; other commands compose a pipeline with other sinks.
+plus :func:`build_app`; ``detect`` is :func:`build_still_images`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from fastapi import FastAPI
 
 from .config import Config, ModelConfig, ServerConfig
 from .detect.base import Detector
+from .inference import InferenceLane
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .sinks import Overflow, Sink
@@ -38,6 +39,16 @@ def build_pipeline(config: Config, load_detector: Callable[[ModelConfig], Detect
     for sink in sinks:
         pipeline.dispatcher.add(sink, overflow=overflow)
     return pipeline
+
+
+def build_still_images(model: ModelConfig, load_detector: Callable[[ModelConfig], Detector],
+                       capacity: int) -> tuple[Pipeline, InferenceLane]:
+    """A pipeline without sources whose default model answers still images put on the returned lane
+    (``stream-detect detect``): the same batching, thresholds and label filter as the server's API."""
+    pipeline = Pipeline(Config(model=model), load_detector)
+    lane = InferenceLane(max(1, capacity), pipeline.wakeup)
+    pipeline.worker.add_lane(lane)
+    return pipeline, lane
 
 
 def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | None = None) -> FastAPI:

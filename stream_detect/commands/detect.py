@@ -5,28 +5,30 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-import numpy as np
 import orjson
 
+from ..compose import build_still_images
 from ..config import ModelConfig
 from ..detect import load_detector
 from ..images import decode_image_file
 from ..serialize import to_hf_elements
 
+ANSWER_TIMEOUT_S = 3600.0  # a hub download and a slow CPU: generous, only against a hang
+
 
 def detect(config: ModelConfig, paths: Sequence[str]) -> int:
-    """Prints the HF detection list of one image, or a path -> list mapping for several."""
-    images: list[np.ndarray] = [decode_image_file(path) for path in paths]
-    detector = load_detector(config)
-    allowed = frozenset(config.labels) if config.labels else None
-    try:
-        results = []
-        for start in range(0, len(images), config.max_batch_size):
-            chunk = images[start : start + config.max_batch_size]
-            results.extend(detector.detect(chunk, config.threshold))
-    finally:
-        detector.close()
-    elements = [to_hf_elements(r.filter(config.threshold, allowed)) for r in results]
+    """Prints the HF detection list of one image, or a path -> list mapping for several.
+
+    Raises:
+        ModelError: the model cannot be loaded or run (one line).
+    """
+    images = [decode_image_file(path) for path in paths]
+    detector = load_detector(config)  # here, not on the worker: a model that cannot load is one line
+    pipeline, lane = build_still_images(config, lambda model: detector, capacity=len(images))
+    with pipeline:
+        futures = [lane.submit(image, config.threshold) for image in images]
+        results = [future.result(ANSWER_TIMEOUT_S) for future in futures]
+    elements = [to_hf_elements(result) for result in results]
     output: object = elements[0] if len(paths) == 1 else dict(zip(paths, elements, strict=True))
     sys.stdout.write(orjson.dumps(output, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
