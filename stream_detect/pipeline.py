@@ -45,7 +45,6 @@ from .stats import LatencyWindow, RateMeter
 log = logging.getLogger(__name__)
 
 FrameTap = Callable[[Frame], None]
-StreamListener = Callable[[str, "StreamRuntime"], None]
 
 
 @dataclass(eq=False)
@@ -197,7 +196,6 @@ class Pipeline:
         self.dispatcher = Dispatcher()
         self._frame_taps: list[FrameTap] = []
         self._batch_listeners: list[Callable[[BatchStats], None]] = []
-        self._stream_listeners: list[StreamListener] = []
         self._changes = threading.Lock()  # one add, replace or remove at a time
         self._started = False
         self._stopping = threading.Event()
@@ -258,15 +256,17 @@ class Pipeline:
         with self._changes:
             if source_config.id in self.streams:
                 raise StreamExistsError(f"stream {source_config.id!r} exists")
-            if Config.model_of(source_config) not in self.workers:
-                known = ", ".join(sorted(name for name in self.workers if name != DEFAULT_MODEL_NAME)) or "none"
-                raise ConfigError(f"model {source_config.model!r} is not one of the configured models ({known})")
+            self._check_model(source_config)
             stream = self._build_stream(source_config)
             self._register(stream)
             if self._started:
                 self._start_stream(stream)
-        self._notify("added", stream)
         return stream
+
+    def _check_model(self, source_config: SourceConfig) -> None:
+        if Config.model_of(source_config) not in self.workers:
+            known = ", ".join(sorted(name for name in self.workers if name != DEFAULT_MODEL_NAME)) or "none"
+            raise ConfigError(f"model {source_config.model!r} is not one of the configured models ({known})")
 
     def remove_stream(self, stream_id: str, timeout_s: float = 10.0) -> None:
         """Stops a stream (its capture, its recording, closed cleanly) and forgets it; the others run on.
@@ -282,20 +282,19 @@ class Pipeline:
                 raise UnknownStreamError(f"no stream {stream_id!r}")
             self._stop_stream(stream, timeout_s)
             self.streams = {key: value for key, value in self.streams.items() if key != stream_id}
-        self._notify("removed", stream)
 
     def replace_stream(self, source_config: SourceConfig, timeout_s: float = 10.0) -> StreamRuntime:
         """Restarts a stream under the same id with a new entry (a new URL, threshold, model, ...).
 
         Raises:
             UnknownStreamError: no stream has this id.
+            ConfigError: the new entry names a model that is not configured (the stream runs on as it was).
         """
+        if source_config.id not in self.streams:
+            raise UnknownStreamError(f"no stream {source_config.id!r}")
+        self._check_model(source_config)
         self.remove_stream(source_config.id, timeout_s)
         return self.add_stream(source_config)
-
-    def add_stream_listener(self, listener: StreamListener) -> None:
-        """``listener(change, stream)`` after a stream is ``added`` or ``removed`` at run time."""
-        self._stream_listeners.append(listener)
 
     def _stop_stream(self, stream: StreamRuntime, timeout_s: float) -> None:
         with stream.lock:
@@ -308,13 +307,6 @@ class Pipeline:
         if stream.recorder is not None:
             stream.recorder.stop()
             stream.recorder.join(timeout_s)
-
-    def _notify(self, change: str, stream: StreamRuntime) -> None:
-        for listener in self._stream_listeners:
-            try:
-                listener(change, stream)
-            except Exception:
-                log.exception("stream listener failed")
 
     # -- listeners -----------------------------------------------------------
 

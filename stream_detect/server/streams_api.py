@@ -95,6 +95,8 @@ def install_streams_api(app: FastAPI, api: StreamsApi) -> None:
             described = await asyncio.to_thread(api.add, source)
         except StreamExistsError as error:
             return _error(409, str(error))
+        except ConfigError as error:  # a model that is not configured
+            return _error(422, str(error))
         return JSONResponse(described, status_code=201, headers={"Location": f"/streams/{source.id}"})
 
     @app.put("/streams/{stream_id}", tags=["streams"], response_model=None)
@@ -109,6 +111,8 @@ def install_streams_api(app: FastAPI, api: StreamsApi) -> None:
             described = await asyncio.to_thread(api.replace, source)
         except UnknownStreamError as error:
             return _error(404, str(error))
+        except ConfigError as error:  # a model that is not configured: the stream runs on as it was
+            return _error(422, str(error))
         return JSONResponse(described)
 
     @app.delete("/streams/{stream_id}", tags=["streams"], status_code=204, response_model=None)

@@ -103,3 +103,26 @@ def test_a_source_naming_an_unknown_model_is_one_line() -> None:
     assert "'people'" in str(refused.value) and "pets" in str(refused.value) and "\n" not in str(refused.value)
     with pytest.raises(ConfigError):
         parse_config({"models": {"default": {"id": "x"}}})
+
+
+@pytest.mark.timeout(60)
+def test_a_camera_changed_to_an_unknown_model_is_refused_and_keeps_running() -> None:
+    from stream_detect.detect.fake import FakeDetector
+
+    config = parse_config({
+        "model": {"id": "fake"}, "models": {"pets": {"id": "fake"}},
+        "sources": [{"kind": "synthetic", "id": "cam", "fps": 5, "width": 160, "height": 120}],
+    })
+    with serving(Pipeline(config, lambda model: FakeDetector(model_id=model.served_id()))) as base, \
+            httpx.Client(base_url=base, timeout=30) as http:
+        refused = http.put("/streams/cam", json={"kind": "synthetic", "model": "people"})
+        error = refused.json()["error"]
+        assert refused.status_code == 422 and "'people'" in error and "pets" in error
+        assert http.post("/streams", json={"id": "new", "kind": "synthetic", "model": "people"}).status_code == 422
+        streams = {s["id"]: s for s in http.get("/streams").json()["streams"]}
+        assert set(streams) == {"cam"} and streams["cam"]["model"] == "default"
+        moved = http.put("/streams/cam", json={"kind": "synthetic", "model": "pets", "fps": 5})
+        assert moved.status_code == 200 and moved.json()["model"] == "pets"
+        with open_ws(base, "streams=cam") as ws:
+            messages = read_messages(ws, timeout_s=20, until=lambda got: any(m["type"] == "detections" for m in got))
+        assert {m["model"] for m in messages if m["type"] == "detections"} == {"pets"}
