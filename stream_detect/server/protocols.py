@@ -14,8 +14,9 @@ hold whatever a route does and whatever a client subscribed to:
   connection, however its listening socket was made.
 - **A write that stalls is a dead peer.** When the transport's buffer passes
   its high-water mark the transport pauses writing; a connection still paused
-  ``send_timeout_s`` later is aborted (MJPEG viewers and websocket clients
-  that stopped reading, a snapshot sent to a peer that never reads).
+  ``send_timeout_s`` later, its buffer no smaller, is aborted (MJPEG viewers
+  and websocket clients that stopped reading, a snapshot sent to a peer that
+  never reads); a slow peer that still drains it is given more time.
 - **Automatic replies are bounded.** The websocket protocol answers every
   PING with a PONG without looking at back-pressure, so a client flooding
   pings and never reading grew the server by hundreds of megabytes. Here a
@@ -41,12 +42,21 @@ import asyncio
 import contextlib
 import logging
 import socket
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+try:  # the kernel's send queue (SIOCOUTQ, which is TIOCOUTQ): Linux and most Unixes
+    import fcntl
+    import termios
+
+    _OUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):  # pragma: no cover - elsewhere the transport's buffer alone is used
+    _OUTQ = None
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,21 @@ class ConnectionEvents:
     on_abort: Callable[[str, str], None] = lambda kind, path: None
 
 
+def pending_bytes(transport: Any) -> int:
+    """Bytes written but not yet taken by the peer: the transport's buffer and the kernel's send queue.
+
+    The kernel's queue counts: a peer that reads slowly empties it long before the kernel lets the
+    transport write again (it waits for a third of the send buffer to be free), so the transport's
+    buffer alone can stand still for seconds while the peer reads all along.
+    """
+    pending = transport.get_write_buffer_size()
+    sock = transport.get_extra_info("socket")
+    if sock is not None and _OUTQ is not None:
+        with contextlib.suppress(OSError, ValueError):
+            pending += struct.unpack("i", fcntl.ioctl(sock.fileno(), _OUTQ, b"\0\0\0\0"))[0]
+    return pending
+
+
 def _bound_send_buffer(transport: asyncio.BaseTransport) -> None:
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -77,16 +102,24 @@ def _bound_send_buffer(transport: asyncio.BaseTransport) -> None:
 
 
 class _WriteStallGuard:
-    """Aborts a transport that stays paused for writing longer than ``timeout_s``."""
+    """Aborts a transport paused for writing that sends nothing for ``timeout_s``.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float, abort: Callable[[str], None]) -> None:
+    A slow peer that still reads (the buffer shrinks between checks) is given
+    another ``timeout_s``; one whose buffer did not shrink is dropped.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float, abort: Callable[[str], None],
+                 buffered: Callable[[], int]) -> None:
         self._loop = loop
         self._timeout_s = timeout_s
         self._abort = abort
+        self._buffered = buffered
         self._timer: asyncio.TimerHandle | None = None
+        self._last_size = 0
 
     def paused(self) -> None:
         if self._timer is None:
+            self._last_size = self._buffered()
             self._timer = self._loop.call_later(self._timeout_s, self._fire)
 
     def resumed(self) -> None:
@@ -95,6 +128,11 @@ class _WriteStallGuard:
             self._timer = None
 
     def _fire(self) -> None:
+        size = self._buffered()
+        if size < self._last_size:  # it drains, slowly: look again later
+            self._last_size = size
+            self._timer = self._loop.call_later(self._timeout_s, self._fire)
+            return
         self._timer = None
         self._abort(f"not reading for {self._timeout_s:g} s")
 
@@ -113,7 +151,8 @@ class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[valid-type,misc]
         super().connection_made(transport)
         _bound_send_buffer(transport)
         self._header_timer: asyncio.TimerHandle | None = None
-        self._stall = _WriteStallGuard(self.loop, self.send_timeout_s, self._abort_stalled)
+        self._stall = _WriteStallGuard(self.loop, self.send_timeout_s, self._abort_stalled,
+                                       lambda: pending_bytes(transport))
         self._arm_header_deadline()
 
     def handle_websocket_upgrade(self, *args: Any) -> None:
@@ -191,7 +230,7 @@ class GuardedWebSocketProtocol(WebSocketsSansIOProtocol):
                 # make a peer that does not read pause the transport sooner.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, WS_SOCKET_BUFFER_BYTES)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, WS_SOCKET_BUFFER_BYTES)
-        self._stall = _WriteStallGuard(self.loop, self.send_timeout_s, self._abort)
+        self._stall = _WriteStallGuard(self.loop, self.send_timeout_s, self._abort, lambda: pending_bytes(transport))
 
     async def send(self, message: Any) -> None:
         await super().send(message)

@@ -318,3 +318,25 @@ def test_invalid_utf8_in_a_text_frame_closes_1007_without_a_traceback() -> None:
             sock.close()
             assert data[:1] == b"\x88", data[:20]
             assert struct.unpack("!H", data[2:4])[0] == 1007
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_a_slow_mjpeg_viewer_that_still_reads_is_kept() -> None:
+    # 15 KB/s: draining the transport's 64 KiB to its low-water mark takes over 3 s, more than
+    # send_timeout_s; the viewer reads all along and must not be taken for a dead one.
+    with analyzer([synthetic("cam")], ServerConfig(port=0, send_timeout_s=2)) as base:
+        sock, status = mjpeg_viewer(port_of(base))
+        received, started = 0, time.monotonic()
+        try:
+            assert status == 200
+            while time.monotonic() - started < 10:
+                chunk = sock.recv(3000)
+                assert chunk, f"dropped after {time.monotonic() - started:.1f} s and {received} bytes"
+                received += len(chunk)
+                time.sleep(0.2)
+        finally:
+            sock.close()
+        evicted = metric(base, "stream_detect_mjpeg_viewers_evicted_total")
+    print(f"slow viewer read {received} bytes in 10 s")
+    assert received >= 100_000 and evicted == 0
