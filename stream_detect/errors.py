@@ -78,3 +78,8 @@ class ImageTooLargeError(InputError):
 
 class UnsupportedMediaError(InputError):
     """The input is not an image in an allowed format."""
+
+
+class EventStoreError(StreamDetectError, RuntimeError):
+    """The event history cannot be used: its database is corrupt, from a newer stream-detect,
+    held by another process, or the store is closed."""
