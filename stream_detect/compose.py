@@ -12,7 +12,8 @@ The graph, as :func:`build_pipeline` and :func:`build_app` put it together::
 
 Stages never subscribe themselves: whatever listens, taps or feeds a lane
 is connected here. ``stream-detect run`` and ``demo`` are :func:`build_pipeline`
-plus :func:`build_app`; ``detect`` is :func:`build_still_images`.
+plus :func:`build_app`; ``annotate`` is :func:`build_pipeline` with a file source and
+blocking file sinks; ``detect`` is :func:`build_still_images`.
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ WEBSOCKET_SINK_BUFFER = 64
 
 
 def build_pipeline(config: Config, load_detector: Callable[[ModelConfig], Detector],
-                   sinks: Sequence[Sink] = (), overflow: Overflow = Overflow.DROP_OLDEST) -> Pipeline:
-    """Sources, queues, one detector worker per model and the dispatcher, with ``sinks`` on it."""
+                   sinks: Sequence[Sink] = (), overflow: Overflow = Overflow.DROP_OLDEST,
+                   buffer: int = 16) -> Pipeline:
+    """Sources, queues, one detector worker per model and the dispatcher, with ``sinks`` on it
+    (each buffering ``buffer`` results; ``Overflow.BLOCK`` for files that must get every frame:
+    ``stream-detect annotate``)."""
     pipeline = Pipeline(config, load_detector)
     for sink in sinks:
-        pipeline.dispatcher.add(sink, overflow=overflow)
+        pipeline.dispatcher.add(sink, maxsize=buffer, overflow=overflow)
     return pipeline
 
 

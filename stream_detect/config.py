@@ -92,6 +92,25 @@ class _SourceBase(_Strict):
         return value
 
 
+def _check_decoder(value: str | None) -> str | None:
+    if value is None:
+        return None
+    import av
+
+    try:
+        av.codec.Codec(value, "r")
+    except Exception:
+        raise ValueError(f"FFmpeg here has no decoder {value!r}") from None
+    return value
+
+
+Decoder = Annotated[
+    str | None,
+    Field(description="FFmpeg decoder to use instead of the stream's own, e.g. h264_cuvid (NVDEC)."),
+    BeforeValidator(_check_decoder),
+]
+
+
 class UrlSource(_SourceBase):
     """A network stream read with FFmpeg: RTSP, RTMP, HTTP(S), HLS, ..."""
 
@@ -101,6 +120,7 @@ class UrlSource(_SourceBase):
     open_timeout_s: float = Field(5.0, gt=0, le=120)
     read_timeout_s: float = Field(5.0, gt=0, le=120)
     reconnect: ReconnectConfig = ReconnectConfig()
+    decoder: Decoder = None
 
 
 class FileSource(_SourceBase):
@@ -110,6 +130,7 @@ class FileSource(_SourceBase):
     path: str
     realtime: bool = Field(False, description="Pace to the file's frame rate, like a camera.")
     loop: bool = Field(False, description="Start again at the end (implies a live source).")
+    decoder: Decoder = None
 
 
 class LavfiSource(_SourceBase):

@@ -67,6 +67,9 @@ class InferenceLane:
         if not item.future.cancelled():
             item.future.set_exception(error)
 
+    def drained(self) -> None:
+        """Never called: the API's queue stays open for the server's life."""
+
 
 class AnswerCache:
     """A bounded LRU of answers keyed by the request's image bytes and parameters."""

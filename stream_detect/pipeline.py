@@ -44,6 +44,9 @@ from .stats import LatencyWindow, RateMeter
 
 log = logging.getLogger(__name__)
 
+# A stream's own end (not a stop): announced once its queue's last frame is processed.
+_ENDS = (SourceState.ENDED, SourceState.FAILED)
+
 FrameTap = Callable[[Frame], None]
 
 
@@ -63,6 +66,8 @@ class StreamRuntime:
     last_detections: Detections = field(default_factory=Detections.empty)
     recorder: Recorder | None = None
     removed: bool = False
+    drained: bool = False  # the worker has delivered the last frame of its closed queue
+    pending_end: StateChange | None = None  # an end announced once the last result is out
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     lane: Any = field(default=None, repr=False)
 
@@ -137,6 +142,9 @@ class _StreamLane:
         if message != self._last_failure:
             self._last_failure = message
             log.warning("stream %s: frames not processed from frame %d on: %s", self.name, item.index, message)
+
+    def drained(self) -> None:
+        self._pipeline._on_drained(self._stream)
 
 
 class RecordingSink:
@@ -381,12 +389,24 @@ class Pipeline:
 
     def _on_state(self, change: StateChange) -> None:
         stream = self.streams.get(change.stream_id)
+        log.info("stream %s: %s%s", change.stream_id, change.state.value,
+                 f" ({change.detail})" if change.detail else "")
         if stream is not None:
             stream.state = change.state
             stream.state_detail = change.detail
-        log.info("stream %s: %s%s", change.stream_id, change.state.value,
-                 f" ({change.detail})" if change.detail else "")
+            if change.state in _ENDS:
+                with stream.lock:  # sinks hear of the end after the stream's last result
+                    if not stream.drained:
+                        stream.pending_end = change
+                        return
         self.dispatcher.publish_status(change)
+
+    def _on_drained(self, stream: StreamRuntime) -> None:
+        with stream.lock:
+            stream.drained = True
+            change, stream.pending_end = stream.pending_end, None
+        if change is not None:
+            self.dispatcher.publish_status(change)
 
     def _on_batch(self, stats: BatchStats) -> None:
         for listener in self._batch_listeners:

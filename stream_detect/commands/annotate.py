@@ -1,52 +1,42 @@
 """``stream-detect annotate INPUT --output OUT.mp4``: every frame of a file, annotated.
 
-No frame is dropped: a decode thread feeds a blocking queue, the main thread
-runs the detector on batches, draws and encodes. The output keeps the input's
-frame count, size, frame rate and timestamps; the first audio stream is
-copied as it is.
+The composition root's pipeline with one file source and file sinks: the
+file is read as fast as the detector takes it (a blocking queue, taken in
+order), batched and filtered like any stream, and every result goes to the
+annotated video and, with ``--jsonl``, to JSON Lines in the websocket's
+detections shape. The sinks block instead of dropping, so no frame is lost:
+the output keeps the input's frame count, size, frame rate and timestamps,
+and its first audio stream is copied as it is.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import av
 import numpy as np
-import orjson
 
-from ..config import ModelConfig
+from ..compose import build_pipeline
+from ..config import Config, FileSource, ModelConfig
 from ..detect import load_detector
 from ..detect.base import Detector
 from ..detect.device import resolve_device
 from ..errors import SourceError, SourceOpenError
-from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
-from ..record.writer import VideoWriter
-from ..render import draw_detections
-from ..serialize import to_hf_elements
+from ..record.annotated import AnnotatedVideoSink, JsonLinesSink
+from ..records import Detections
+from ..sinks import FrameResult, Overflow
+from ..sources.base import SourceState
+from ..sources.capture import StateChange
 
-
-@dataclass(frozen=True, slots=True)
-class _Picture:
-    index: int
-    image: np.ndarray
-    pts: float
-
-
-_Item = _Picture | Any  # a decoded picture, or an audio packet to copy
-
-
-def _open(path: str) -> Any:
-    try:
-        return av.open(path)
-    except (av.FFmpegError, OSError) as error:
-        raise SourceOpenError(f"cannot open {path!r}: {getattr(error, 'strerror', None) or error}") from None
+STREAM_ID = "annotate"
+SINK_BUFFER = 8
 
 
 @dataclass(frozen=True)
@@ -59,71 +49,78 @@ class VideoCodecs:
 
 
 @dataclass(frozen=True)
-class _Codecs:
-    hardware_decoder: Any  # a PyAV codec context, or None for the stream's own decoder
-    encoder: str
+class _Input:
+    width: int
+    height: int
+    rate: Fraction
+    frames: int | None
+    audio: bool
+    codec: str
 
 
-def _resolve_codecs(config: ModelConfig, video: Any, codecs: VideoCodecs) -> _Codecs:
-    device = resolve_device(config.device)
-    name = device.video_decoder(video.codec_context.name, codecs.decoder)
-    context = None
-    if name is not None:
-        context = av.CodecContext.create(name, "r")
-        context.extradata = video.codec_context.extradata
-    return _Codecs(context, device.video_encoder(codecs.encoder))
-
-
-def _decode(container: Any, video: Any, audio: Any, queue: FrameQueue[_Item], stop: threading.Event,
-            errors: list[BaseException], hardware: Any = None) -> None:
-    """Decode thread: pictures and audio packets, in file order, into ``queue``.
-
-    ``hardware``: a decoder context (NVDEC) used instead of the stream's own.
-    """
-    rate = video.average_rate or video.guessed_rate or Fraction(25)
-    first: float | None = None
-    index = 0
-    streams = [s for s in (video, audio) if s is not None]
+def _probe(path: str) -> _Input:
     try:
-        for packet in container.demux(*streams):
-            if stop.is_set():
-                return
-            if packet.stream is audio:
-                if packet.dts is not None:
-                    _put(queue, packet, stop)
-                continue
-            for frame in (hardware.decode(packet) if hardware is not None else packet.decode()):
-                time_s = frame.time if frame.time is not None else index / float(rate)
-                first = time_s if first is None else first
-                picture = _Picture(index, frame.to_ndarray(format="rgb24"), time_s - first)
-                _put(queue, picture, stop)
-                index += 1
-    except av.FFmpegError as error:
-        errors.append(error)
+        container = av.open(path)
+    except (av.FFmpegError, OSError) as error:
+        raise SourceOpenError(f"cannot open {path!r}: {getattr(error, 'strerror', None) or error}") from None
+    try:
+        if not container.streams.video:
+            raise SourceOpenError(f"{path!r} has no video stream")
+        video = container.streams.video[0]
+        rate = Fraction(video.average_rate or video.guessed_rate or 25)
+        duration_s = float(video.duration * video.time_base) if video.duration and video.time_base else None
+        total = video.frames or (round(duration_s * rate) if duration_s else None)
+        context = video.codec_context
+        return _Input(context.width, context.height, rate, total or None, bool(container.streams.audio),
+                      context.name)
     finally:
-        queue.close()
+        container.close()
 
 
-def _put(queue: FrameQueue[_Item], item: _Item, stop: threading.Event) -> None:
-    while not stop.is_set() and not queue.put(item, timeout=0.5):
+class _Borrowed:
+    """An already loaded detector lent to the pipeline, which must not close it (``bench``)."""
+
+    def __init__(self, detector: Detector) -> None:
+        self._detector = detector
+        self.model_id = detector.model_id
+
+    def detect(self, images: Sequence[np.ndarray], threshold: float) -> list[Detections]:
+        return self._detector.detect(images, threshold)
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        return self._detector.input_size(height, width)
+
+    def close(self) -> None:
         pass
 
 
-def _items(queue: FrameQueue[_Item]) -> Iterator[_Item]:
-    while True:
-        try:
-            item = queue.get_nowait()
-        except QueueClosed:
-            return
-        if item is not None:
-            yield item
-            continue
-        with queue.wakeup:
-            if not len(queue) and not queue.closed:
-                queue.wakeup.wait(0.5)
+class _Progress:
+    """Counts the results and waits for the stream's end (its status comes after its last result)."""
+
+    name = "progress"
+
+    def __init__(self, bar: Any, task: Any) -> None:
+        self._bar = bar
+        self._task = task
+        self.frames = 0
+        self.end: StateChange | None = None
+        self.ended = threading.Event()
+
+    def on_result(self, result: FrameResult) -> None:
+        self.frames += 1
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.frames)
+
+    def on_status(self, change: StateChange) -> None:
+        if change.state in (SourceState.ENDED, SourceState.FAILED, SourceState.STOPPED):
+            self.end = change
+            self.ended.set()
+
+    def close(self) -> None:
+        self.ended.set()
 
 
-def _progress(total: int | None) -> AbstractContextManager[Any]:
+def _progress_bar(total: int | None) -> AbstractContextManager[Any]:
     if not sys.stderr.isatty():
         return nullcontext(None)
     from rich.progress import (
@@ -147,31 +144,6 @@ def _progress(total: int | None) -> AbstractContextManager[Any]:
     )
 
 
-class _Annotator:
-    """Detects, draws and writes batches of pictures."""
-
-    def __init__(self, detector: Detector, config: ModelConfig, writer: VideoWriter, jsonl: IO[bytes] | None) -> None:
-        self.detector = detector
-        self.config = config
-        self.writer = writer
-        self.jsonl = jsonl
-        self.allowed = frozenset(config.labels) if config.labels else None
-        self.frames = 0
-
-    def flush(self, batch: list[_Picture]) -> None:
-        if not batch:
-            return
-        results = self.detector.detect([p.image for p in batch], self.config.threshold)
-        for picture, detections in zip(batch, results, strict=True):
-            detections = detections.filter(self.config.threshold, self.allowed)
-            self.writer.write(draw_detections(picture.image, detections), picture.pts)
-            if self.jsonl is not None:
-                line = {"frame": picture.index, "pts": round(picture.pts, 6), "detections": to_hf_elements(detections)}
-                self.jsonl.write(orjson.dumps(line) + b"\n")
-            self.frames += 1
-        batch.clear()
-
-
 def annotate(config: ModelConfig, input_path: str, output: str, jsonl_path: str | None,
              detector: Detector | None = None, codecs: VideoCodecs = VideoCodecs()) -> int:
     """Annotates every frame of ``input_path`` into ``output``; returns the exit code.
@@ -179,64 +151,42 @@ def annotate(config: ModelConfig, input_path: str, output: str, jsonl_path: str 
     ``detector``: an already loaded one (``bench``), left open; by default
     ``config``'s model is loaded and closed.
     """
-    container = _open(input_path)
-    try:
-        if not container.streams.video:
-            raise SourceOpenError(f"{input_path!r} has no video stream")
-        video = container.streams.video[0]
-        video.thread_type = "AUTO"
-        audio = container.streams.audio[0] if container.streams.audio else None
-        rate = video.average_rate or video.guessed_rate or Fraction(25)
-        total = video.frames or (round(float(video.duration * video.time_base) * rate) if video.duration else None)
-        chosen = _resolve_codecs(config, video, codecs)
-        if detector is not None:
-            return _annotate(container, video, audio, rate, total, detector, config, output, jsonl_path, chosen)
-        loaded = load_detector(config)
+    found = _probe(input_path)
+    device = resolve_device(config.device)
+    decoder = device.video_decoder(found.codec, codecs.decoder)
+    source = FileSource(id=STREAM_ID, path=input_path, realtime=False, drop_policy="block",
+                        queue_size=min(256, max(8, 2 * config.max_batch_size)), decoder=decoder)
+    video = AnnotatedVideoSink(Path(output), input_path, found.width, found.height, found.rate,
+                               device.video_encoder(codecs.encoder), found.audio)
+    sinks: list[Any] = [video]
+    jsonl = JsonLinesSink(Path(jsonl_path)) if jsonl_path else None
+    if jsonl is not None:
+        sinks.append(jsonl)
+    loader: Callable[[ModelConfig], Detector] = load_detector
+    if detector is not None:
+        lent = _Borrowed(detector)
+        loader = lambda _model: lent  # noqa: E731
+    with _progress_bar(found.frames) as bar:
+        progress = _Progress(bar, bar.add_task("annotate", total=found.frames) if bar is not None else None)
+        pipeline = build_pipeline(Config(model=config, sources=[source]), loader, [*sinks, progress],
+                                  overflow=Overflow.BLOCK, buffer=SINK_BUFFER)
+        pipeline.start()
         try:
-            return _annotate(container, video, audio, rate, total, loaded, config, output, jsonl_path, chosen)
+            while not progress.ended.wait(0.5):  # in slices: Ctrl-C is seen at once
+                pass
+            stream = pipeline.streams[STREAM_ID]
+            captured = stream.capture.stats.frames
         finally:
-            loaded.close()
-    finally:
-        container.close()
-
-
-def _annotate(container: Any, video: Any, audio: Any, rate: Fraction, total: int | None, detector: Detector,
-              config: ModelConfig, output: str, jsonl_path: str | None, codecs: _Codecs) -> int:
-    queue: FrameQueue[_Item] = FrameQueue(max(8, 2 * config.max_batch_size), DropPolicy.BLOCK)
-    stop = threading.Event()
-    errors: list[BaseException] = []
-    decoder = threading.Thread(
-        target=_decode, args=(container, video, audio, queue, stop, errors, codecs.hardware_decoder), name="decode"
-    )
-    Path(output).parent.mkdir(parents=True, exist_ok=True)
-    writer = VideoWriter(Path(output), video.codec_context.width, video.codec_context.height, rate,
-                         encoder=codecs.encoder, fragmented=False, audio_template=audio)
-    jsonl = open(jsonl_path, "wb") if jsonl_path else None  # noqa: SIM115 - closed below
-    annotator = _Annotator(detector, config, writer, jsonl)
-    decoder.start()
-    try:
-        with _progress(total) as progress:
-            task = progress.add_task("annotate", total=total) if progress is not None else None
-            batch: list[_Picture] = []
-            for item in _items(queue):
-                if not isinstance(item, _Picture):
-                    writer.mux_audio(item)
-                    continue
-                batch.append(item)
-                if len(batch) >= config.max_batch_size:
-                    annotator.flush(batch)
-                    if progress is not None:
-                        progress.update(task, completed=annotator.frames)
-            annotator.flush(batch)
-            if progress is not None:
-                progress.update(task, completed=annotator.frames)
-    finally:
-        stop.set()
-        decoder.join(10)
-        writer.close()
-        if jsonl is not None:
-            jsonl.close()
-    if errors:
-        raise SourceError(f"decoding stopped after {annotator.frames} frames: {errors[0]}")
-    print(f"stream-detect: annotated {annotator.frames} frames into {output}", file=sys.stderr)
+            pipeline.stop(timeout=30)
+    end = progress.end
+    if end is not None and end.state is SourceState.FAILED:
+        raise SourceError(end.detail or f"cannot read {input_path!r}")
+    if end is not None and end.detail:
+        raise SourceError(f"decoding stopped after {captured} frames: {end.detail}")
+    error = pipeline.workers["default"].error
+    if error:
+        raise SourceError(error)
+    if progress.frames < captured:
+        raise SourceError(f"{captured - progress.frames} of {captured} frames could not be annotated (see the log)")
+    print(f"stream-detect: annotated {video.frames} frames into {output}", file=sys.stderr)
     return 0

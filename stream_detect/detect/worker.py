@@ -63,6 +63,11 @@ class Lane(Protocol[T]):
 
     def fail(self, item: T, error: BaseException) -> None: ...
 
+    def drained(self) -> None:
+        """Called once, on the worker thread, when the lane's queue is closed and every item
+        taken from it has been delivered or failed: the lane's last result is out."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class BatchStats:
@@ -123,6 +128,7 @@ class DetectorWorker:
         self._lanes: list[Lane[Any]] = []
         self._lanes_lock = threading.Lock()
         self._next_lane = 0
+        self._drained: list[Lane[Any]] = []  # retired lanes not yet told (worker thread only)
         self._stop = threading.Event()
         # Completed once the model is loaded or has failed to: asyncio code awaits
         # it without a thread. Running from the start, so no waiter can cancel it.
@@ -180,6 +186,25 @@ class DetectorWorker:
             if lane in self._lanes:
                 self._lanes.remove(lane)
 
+    def _retire(self, lane: Lane[Any]) -> None:
+        """Removes a lane whose queue is closed and drained; it is told once the batch being
+        collected, which may hold its last items, has been processed (:meth:`_tell_drained`)."""
+        with self._lanes_lock:
+            if lane not in self._lanes:
+                return
+            self._lanes.remove(lane)
+        self._drained.append(lane)
+
+    def _tell_drained(self) -> None:
+        """Tells the retired lanes that their last result is out (items are taken and processed
+        on this one thread, so nothing of theirs is left once the current batch is done)."""
+        lanes, self._drained = self._drained, []
+        for lane in lanes:
+            try:
+                lane.drained()
+            except Exception:
+                log.exception("lane %s: its end-of-work hook failed", lane.name)
+
     # -- the loop ------------------------------------------------------------
 
     def _run(self) -> None:
@@ -199,6 +224,7 @@ class DetectorWorker:
                 batch = self._collect()
                 if batch:
                     self._process(self.detector, batch)
+                self._tell_drained()
         finally:
             self.state = WorkerState.STOPPED
             self.detector.close()
@@ -209,6 +235,7 @@ class DetectorWorker:
         while not self._stop.is_set():
             for entry in self._take_round(limit=1000):
                 entry.lane.fail(entry.item, error)
+            self._tell_drained()
             with self.wakeup:
                 self.wakeup.wait(0.2)
 
@@ -217,7 +244,7 @@ class DetectorWorker:
         with self._lanes_lock:
             lanes = list(self._lanes)
         for lane in [lane for lane in lanes if lane.queue.closed and not len(lane.queue)]:
-            self.remove_lane(lane)
+            self._retire(lane)
             lanes.remove(lane)
         return lanes
 
@@ -228,7 +255,7 @@ class DetectorWorker:
                 return lane.queue.get_freshest_nowait()  # older frames are dropped and counted
             return lane.queue.get_nowait()
         except QueueClosed:
-            self.remove_lane(lane)
+            self._retire(lane)
             return None
 
     def _take_round(self, limit: int) -> list[_Entry[Any]]:

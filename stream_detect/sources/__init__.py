@@ -25,9 +25,9 @@ def build_source(config: SourceConfig) -> Source:
         if config.url.lower().startswith("rtsp"):
             options["rtsp_transport"] = config.rtsp_transport
         return AVSource(config.id, config.url, live=True, options=options,
-                        timeout=(config.open_timeout_s, config.read_timeout_s))
+                        timeout=(config.open_timeout_s, config.read_timeout_s), decoder=config.decoder)
     if isinstance(config, FileSource):
-        return AVSource(config.id, config.path, live=reopens_at_end(config))
+        return AVSource(config.id, config.path, live=reopens_at_end(config), decoder=config.decoder)
     if isinstance(config, LavfiSource):
         return AVSource(config.id, config.graph, live=True, input_format="lavfi")
     if isinstance(config, WebcamSource):

@@ -54,6 +54,7 @@ class ListLane:
         self.errors: dict[int, BaseException] = {}
         self.done = threading.Event()
         self.expected = 0
+        self.drained_after: int | None = None  # items out when the worker said the lane was drained
 
     def image(self, item: int) -> np.ndarray:
         return np.full((4, 4, 3), item, np.uint8)
@@ -69,6 +70,10 @@ class ListLane:
     def fail(self, item: int, error: BaseException) -> None:
         self.errors[item] = error
         self.done.set()
+
+    def drained(self) -> None:
+        assert self.drained_after is None, "drained twice"
+        self.drained_after = len(self.results) + len(self.errors)
 
 
 def make_worker(detector: ScoreDetector, **kwargs: object) -> tuple[DetectorWorker, list[BatchStats]]:
@@ -175,6 +180,26 @@ def test_closed_lane_is_removed_and_load_failure_is_reported() -> None:
         lane.queue.put(1)
         assert lane.done.wait(5)
         assert isinstance(lane.errors[1], ModelError)
+    finally:
+        worker.stop()
+        assert worker.join(5)
+
+
+@pytest.mark.timeout(20)
+def test_a_closed_lane_is_told_it_is_drained_after_its_last_result() -> None:
+    worker, _ = make_worker(ScoreDetector(delay_s=0.05), max_batch_size=2)
+    lane = ListLane("file", worker.wakeup)
+    for item in range(7):
+        lane.queue.put(item)
+    lane.queue.close()
+    worker.add_lane(lane)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 10
+        while lane.drained_after is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lane.drained_after == 7  # told once, after every item was delivered
+        assert sorted(lane.results) == list(range(7))
     finally:
         worker.stop()
         assert worker.join(5)

@@ -8,10 +8,14 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from ..ffprobe import needs_ffprobe, probe, video_stream
 from ..media import write_h264
+
+SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "stream_detect" / "schema" / "messages.schema.json").read_text())
 
 
 @needs_ffprobe
@@ -36,6 +40,9 @@ def test_annotate_keeps_every_frame_and_the_audio(tmp_path: Path, tiny_detr_dir:
     assert kinds == (["audio", "video"] if audio else ["video"])
     lines = [json.loads(line) for line in sidecar.read_text().splitlines()]
     assert [line["frame"] for line in lines] == list(range(75))
+    for line in lines:  # one shape for every JSON Lines file: the websocket's detections message
+        jsonschema.validate(line, SCHEMA)
+        assert line["type"] == "detections" and line["stream"] == "annotate"
     assert all(d["label"] in {"circle", "square", "triangle"} for line in lines for d in line["detections"])
     assert "Traceback" not in result.stderr
 
@@ -48,3 +55,24 @@ def test_annotate_missing_input_is_one_line(tmp_path: Path, tiny_detr_dir: Path)
     )
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "nope.mp4" in result.stderr
+
+
+def test_a_decoder_that_ffmpeg_lacks_is_one_config_line() -> None:
+    from stream_detect.config import ConfigError, parse_source
+
+    with pytest.raises(ConfigError, match="no decoder 'h264_nosuch'") as caught:
+        parse_source({"id": "cam", "path": "in.mp4", "decoder": "h264_nosuch"}, "test")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.timeout(60)
+def test_a_named_decoder_decodes_every_frame(tmp_path: Path) -> None:
+    from stream_detect.config import FileSource
+    from stream_detect.sources import build_source
+
+    source = write_h264(tmp_path / "in.mp4", frames=30, width=160, height=120, rate=25)
+    own = list(build_source(FileSource(id="a", path=str(source))).open())
+    named = list(build_source(FileSource(id="b", path=str(source), decoder="h264")).open())
+    assert len(named) == len(own) == 30
+    assert [f.pts for f in named] == [f.pts for f in own]
+    assert all((a.image == b.image).all() for a, b in zip(own, named, strict=True))
