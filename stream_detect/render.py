@@ -10,7 +10,8 @@ box touches an edge, and out from under the header (see ``draw_detections``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -59,6 +60,55 @@ class Style:
 def _text_colour(background: tuple[int, int, int]) -> tuple[int, int, int]:
     r, g, b = background
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
+
+
+ZONE_COLOUR = (255, 214, 0)
+LINE_COLOUR = (0, 229, 255)
+
+
+@dataclass(frozen=True)
+class Regions:
+    """A stream's zones and lines in the frame's pixels, drawn under the boxes.
+
+    Attributes:
+        zones: ``(name, (N, 2) points)`` per zone.
+        lines: ``(name, (x_a, y_a), (x_b, y_b))`` per line, drawn from A to B
+            with a tick pointing to its ``in`` side (A->B turned 90 degrees
+            counter-clockwise on screen).
+    """
+
+    zones: tuple[tuple[str, np.ndarray], ...] = ()
+    lines: tuple[tuple[str, tuple[float, float], tuple[float, float]], ...] = field(default=())
+
+    def __bool__(self) -> bool:
+        return bool(self.zones or self.lines)
+
+
+def _draw_regions(canvas: np.ndarray, regions: Regions, style: Style) -> None:
+    height, width = canvas.shape[:2]
+    for name, points in regions.zones:
+        polygon = np.round(points).astype(np.int32).reshape(-1, 1, 2)
+        cv2.polylines(canvas, [polygon], True, ZONE_COLOUR, style.thickness, cv2.LINE_AA)
+        corner = (int(np.clip(points[:, 0].min(), 0, width - 1)), int(np.clip(points[:, 1].max(), 0, height - 1)))
+        tag_w, tag_h = _tag_size(name, style, width, height)
+        x0 = min(max(0, corner[0]), width - tag_w)
+        y0 = min(max(0, corner[1] - tag_h), height - tag_h)
+        _paint_tag(canvas, name, (x0, y0, x0 + tag_w - 1, y0 + tag_h - 1), ZONE_COLOUR, style)
+    for name, a, b in regions.lines:
+        pa, pb = (round(a[0]), round(a[1])), (round(b[0]), round(b[1]))
+        cv2.line(canvas, pa, pb, LINE_COLOUR, style.thickness, cv2.LINE_AA)
+        dx, dy = b[0] - a[0], b[1] - a[1]
+        length = max(1e-6, float(np.hypot(dx, dy)))
+        # On screen (y down), A->B turned 90 degrees counter-clockwise is (dy, -dx).
+        tick = 6 * style.thickness
+        mid = ((a[0] + b[0]) / 2, (a[1] + b[1]) / 2)
+        end = (round(mid[0] + dy / length * tick), round(mid[1] - dx / length * tick))
+        cv2.arrowedLine(canvas, (round(mid[0]), round(mid[1])), end, LINE_COLOUR, style.thickness,
+                        cv2.LINE_AA, tipLength=0.4)
+        tag_w, tag_h = _tag_size(name, style, width, height)
+        x0 = min(max(0, pa[0]), width - tag_w)
+        y0 = min(max(0, pa[1]), height - tag_h)
+        _paint_tag(canvas, name, (x0, y0, x0 + tag_w - 1, y0 + tag_h - 1), LINE_COLOUR, style)
 
 
 Rect = tuple[int, int, int, int]
@@ -118,6 +168,8 @@ def draw_detections(
     stream_name: str | None = None,
     clock: float | None = None,
     fps: float | None = None,
+    track_ids: Sequence[int | None] | None = None,
+    regions: Regions | None = None,
 ) -> np.ndarray:
     """Returns a copy of ``image`` with ``detections`` drawn on it.
 
@@ -134,6 +186,8 @@ def draw_detections(
         stream_name: Shown top left with ``clock`` (Unix time) and ``fps`` when given.
         clock: Unix time shown in the header, in local time.
         fps: Frame rate shown in the header.
+        track_ids: Each box's track id (None: not a confirmed track), shown as ``#7`` in its tag.
+        regions: The stream's zones and lines, drawn under the boxes.
     """
     canvas = image.copy()
     height, width = canvas.shape[:2]
@@ -143,12 +197,16 @@ def draw_detections(
         header_text = _header_text(stream_name, clock, fps)
         header_w, header_h = _tag_size(header_text, style, width, height)
         header = (0, 0, header_w - 1, header_h - 1)
-    for box, score, label in zip(detections.xyxy, detections.confidence, detections.labels, strict=True):
+    if regions:
+        _draw_regions(canvas, regions, style)
+    ids = track_ids if track_ids is not None else [None] * len(detections)
+    for box, score, label, track_id in zip(detections.xyxy, detections.confidence, detections.labels, ids,
+                                           strict=True):
         colour = label_colour(label)
         x0, y0 = int(np.clip(box[0], 0, width - 1)), int(np.clip(box[1], 0, height - 1))
         x1, y1 = int(np.clip(box[2], 0, width - 1)), int(np.clip(box[3], 0, height - 1))
         cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, style.thickness)
-        text = f"{label} {score:.2f}"
+        text = f"{label} {score:.2f}" if track_id is None else f"{label} #{track_id} {score:.2f}"
         rect = _label_rect(_tag_size(text, style, width, height), (x0, y0), width, height, header)
         _paint_tag(canvas, text, rect, colour, style)
     if header is not None:

@@ -11,6 +11,7 @@ Boxes are truncated to integers the way ``transformers.pipeline`` does
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,11 +23,18 @@ SCHEMA_VERSION = 1
 HFElement = dict[str, Any]
 
 
-def to_hf_elements(detections: Detections) -> list[HFElement]:
-    """Returns the Hugging Face object-detection list for ``detections``."""
+def to_hf_elements(detections: Detections,
+                   track_ids: Sequence[int | None] | None = None) -> list[HFElement]:
+    """Returns the Hugging Face object-detection list for ``detections``.
+
+    ``track_ids`` (a tracked stream's websocket messages only): each element
+    with an id also carries ``"track_id"``; elements without one are left as
+    they are. The HTTP inference API never passes them: its answers stay
+    exactly the Hugging Face shape.
+    """
     boxes = np.trunc(detections.xyxy).astype(np.int64).tolist()
     scores = detections.confidence.tolist()
-    return [
+    elements: list[HFElement] = [
         {
             "label": label,
             "score": round(score, 5),
@@ -34,10 +42,16 @@ def to_hf_elements(detections: Detections) -> list[HFElement]:
         }
         for label, score, box in zip(detections.labels, scores, boxes, strict=True)
     ]
+    if track_ids is not None:
+        for element, track_id in zip(elements, track_ids, strict=True):
+            if track_id is not None:
+                element["track_id"] = track_id
+    return elements
 
 
 def detections_message(
-    frame: Frame, detections: Detections, model_id: str, emitted_at: float
+    frame: Frame, detections: Detections, model_id: str, emitted_at: float,
+    track_ids: Sequence[int | None] | None = None,
 ) -> dict[str, Any]:
     """The websocket message for one processed frame (see ``schema/messages.schema.json``)."""
     return {
@@ -51,7 +65,7 @@ def detections_message(
         "width": frame.width,
         "height": frame.height,
         "model": model_id,
-        "detections": to_hf_elements(detections),
+        "detections": to_hf_elements(detections, track_ids),
     }
 
 

@@ -122,3 +122,30 @@ def test_labels_clear_of_the_header_stay_where_they_were(box: tuple[float, float
     tag = label_tag("car", 640, 360)
     assert find_exactly(plain, tag) is not None
     assert find_exactly(headed, tag) == find_exactly(plain, tag)
+
+
+def test_a_track_id_widens_the_tag_and_an_unconfirmed_box_is_drawn_without_one() -> None:
+    frame = np.zeros((360, 640, 3), np.uint8)
+    boxes = Detections.from_lists([(100, 120, 300, 280)], [0.9], [0], ["car"])
+    plain = draw_detections(frame, boxes)
+    unconfirmed = draw_detections(frame, boxes, track_ids=[None])
+    tracked = draw_detections(frame, boxes, track_ids=[17])
+    assert np.array_equal(plain, unconfirmed)
+    colour = np.array(label_colour("car"))
+    tag_width = [int(np.all(image[100:117] == colour, axis=2).any(axis=0).sum()) for image in (plain, tracked)]
+    assert tag_width[1] > tag_width[0]  # "car #17 0.90" is wider than "car 0.90"
+
+
+def test_zones_and_lines_are_drawn_where_they_are_with_the_in_tick() -> None:
+    from stream_detect.render import LINE_COLOUR, ZONE_COLOUR, Regions
+
+    frame = np.zeros((360, 640, 3), np.uint8)
+    regions = Regions(zones=(("porch", np.array([[400, 40], [600, 40], [600, 300], [400, 300]], float)),),
+                      lines=(("gate", (200.0, 20.0), (200.0, 340.0)),))
+    drawn = draw_detections(frame, Detections.empty(), regions=regions)
+    assert np.array_equal(drawn[170, 600], np.array(ZONE_COLOUR))  # the zone's right edge
+    assert np.array_equal(drawn[100, 200], np.array(LINE_COLOUR))  # on the line
+    line_pixels = np.all(drawn == np.array(LINE_COLOUR), axis=2)
+    # A line drawn top to bottom has its 'in' side on the right: the tick points there.
+    assert line_pixels[170:190, 205:240].any() and not line_pixels[170:190, 160:195].any()
+    assert not drawn[200, 500].any()  # zones are outlined, not filled
