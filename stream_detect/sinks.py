@@ -9,8 +9,9 @@ another sink. Sinks that must see everything (the files ``annotate``
 writes) say so with :attr:`Overflow.BLOCK`: their back-pressure then
 reaches the producer, as a file source wants.
 
-Stream state changes go the same way; they are rare and are never dropped
-in favour of results.
+Stream state changes go the same way, and so do notices (:class:`Notice`: a
+tracked stream's events and counts) to the sinks that take them
+(:class:`EventSink`): they are rare and are never dropped in favour of results.
 
 A result is serialised once: :meth:`FrameResult.json` is the websocket
 message and the JSON Lines record alike (one shape, in the published schema),
@@ -36,15 +37,21 @@ from .sources.capture import StateChange
 
 log = logging.getLogger(__name__)
 
+# Status changes and notices a runner holds per result it may hold: a burst of events
+# (a crowd entering a zone) waits rather than being dropped.
+NOTICES_PER_RESULT = 16
+
 
 @dataclass(eq=False, slots=True)
 class FrameResult:
-    """One processed frame: the frame, its detections, the model that made them, when."""
+    """One processed frame: the frame, its detections, the model that made them, when, and on a
+    tracked stream each detection's track id (None: not a confirmed track)."""
 
     frame: Frame
     detections: Detections
     model: str
     emitted_at: float
+    track_ids: tuple[int | None, ...] | None = None
     _json: bytes | None = field(default=None, repr=False)
 
     @property
@@ -53,12 +60,32 @@ class FrameResult:
 
     def message(self) -> dict[str, Any]:
         """The detections message (``schema/messages.schema.json``)."""
-        return detections_message(self.frame, self.detections, self.model, self.emitted_at)
+        return detections_message(self.frame, self.detections, self.model, self.emitted_at, self.track_ids)
 
     def json(self) -> bytes:
         """The message as JSON, serialised once for every sink (a race only serialises it twice)."""
         if self._json is None:
             self._json = orjson.dumps(self.message())
+        return self._json
+
+
+@dataclass(eq=False, slots=True)
+class Notice:
+    """An event or a counts update of one stream: its message (``schema/messages.schema.json``)."""
+
+    stream_id: str
+    message: dict[str, Any]
+    _json: bytes | None = field(default=None, repr=False)
+
+    @property
+    def type(self) -> str:
+        """``event`` or ``counts``."""
+        return str(self.message["type"])
+
+    def json(self) -> bytes:
+        """The message as JSON, serialised once for every sink."""
+        if self._json is None:
+            self._json = orjson.dumps(self.message)
         return self._json
 
 
@@ -76,6 +103,16 @@ class Sink(Protocol):
         ...
 
 
+class EventSink(Sink, Protocol):
+    """A sink that also takes notices (events and counts); the others never see them."""
+
+    def on_event(self, notice: Notice) -> None: ...
+
+
+def takes_events(sink: Sink) -> bool:
+    return callable(getattr(sink, "on_event", None))
+
+
 class Overflow(enum.Enum):
     """What a full sink buffer does with the next result."""
 
@@ -83,7 +120,7 @@ class Overflow(enum.Enum):
     BLOCK = "block"
 
 
-_Event = tuple[bool, Any]  # (is a status change, the result or the change)
+_Event = tuple[bool, Any]  # (is a status change or a notice, the result, change or notice)
 
 
 class SinkRunner:
@@ -105,6 +142,7 @@ class SinkRunner:
         self.dropped = 0
         self.delivered = 0
         self.failures = 0
+        self.takes_events = takes_events(sink)
         self._events: collections.deque[_Event] = collections.deque()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -135,12 +173,13 @@ class SinkRunner:
             self._changed.notify_all()
         return True
 
-    def offer_status(self, change: StateChange) -> None:
-        """Buffers a state change; only the oldest status goes when ``maxsize`` of them wait."""
+    def offer_status(self, change: StateChange | Notice) -> None:
+        """Buffers a state change or a notice; results give way to them, and only when
+        ``NOTICES_PER_RESULT * maxsize`` of them wait does the oldest go (counted)."""
         with self._changed:
             if self._closing:
                 return
-            if len(self._events) - self._results() >= self.maxsize:
+            if len(self._events) - self._results() >= NOTICES_PER_RESULT * self.maxsize:
                 index = next(i for i, (status, _) in enumerate(self._events) if status)
                 del self._events[index]
                 self.dropped += 1
@@ -188,7 +227,9 @@ class SinkRunner:
 
     def _deliver(self, status: bool, payload: Any) -> None:
         try:
-            if status:
+            if isinstance(payload, Notice):
+                self.sink.on_event(payload)  # type: ignore[attr-defined]  # only runners that take events get them
+            elif status:
                 self.sink.on_status(payload)
             else:
                 self.sink.on_result(payload)
@@ -249,6 +290,12 @@ class Dispatcher:
     def publish_status(self, change: StateChange) -> None:
         for runner in self._runners:
             runner.offer_status(change)
+
+    def publish_notice(self, notice: Notice) -> None:
+        """An event or a counts update, to the sinks that take them; never waits."""
+        for runner in self._runners:
+            if runner.takes_events:
+                runner.offer_status(notice)
 
     def close(self, timeout_s: float) -> bool:
         """Delivers what is buffered and closes every sink; True if all finished within ``timeout_s``."""

@@ -12,7 +12,7 @@ from stream_detect.config import parse_config
 from stream_detect.detect.fake import FakeDetector
 from stream_detect.pipeline import Pipeline
 from stream_detect.records import Detections, Frame
-from stream_detect.sinks import Dispatcher, FrameResult, Overflow, SinkRunner
+from stream_detect.sinks import Dispatcher, FrameResult, Notice, Overflow, SinkRunner
 from stream_detect.sources.base import SourceState
 from stream_detect.sources.capture import StateChange
 
@@ -134,3 +134,41 @@ def test_a_sink_blocked_for_5_s_costs_the_other_sinks_and_streams_nothing() -> N
     assert dropped_while_blocked >= 40  # 2 cameras x 20 fps x 4 s, less its 8 slots
     assert len(blocked.results) >= 8  # it caught up with what it kept
     assert blocked.closed.is_set() and healthy.closed.is_set()
+
+
+class NoticeSink(RecordingSink):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.notices: list[Notice] = []
+
+    def on_event(self, notice: Notice) -> None:
+        self.notices.append(notice)
+
+
+def event(number: int) -> Notice:
+    return Notice("cam", {"type": "event", "id": f"e{number}", "stream": "cam"})
+
+
+def test_notices_reach_only_the_sinks_that_take_them_and_results_give_way_to_them() -> None:
+    dispatcher = Dispatcher()
+    plain, taking = RecordingSink("plain"), NoticeSink("events")
+    dispatcher.add(plain, maxsize=2)
+    runner = dispatcher.add(taking, maxsize=2)
+    for number in range(20):  # before the runners start: all of it stays buffered
+        dispatcher.publish_result(result(number))
+        dispatcher.publish_notice(event(number))
+    assert runner.dropped == 18  # results only: the oldest give way
+    dispatcher.start()
+    assert dispatcher.close(5)
+    assert [n.message["id"] for n in taking.notices] == [f"e{number}" for number in range(20)]
+    assert taking.notices[0].json() == b'{"type":"event","id":"e0","stream":"cam"}'
+    assert [r.frame.index for _, r in taking.results] == [18, 19]
+    assert len(plain.results) == 2 and not hasattr(plain, "notices")
+
+
+def test_a_tracked_result_carries_track_ids_on_its_confirmed_detections_only() -> None:
+    frame = Frame("cam", 3, np.zeros((40, 40, 3), np.uint8), pts=0.3, captured_at=1.0)
+    detections = Detections.from_lists([[1, 2, 10, 20], [5, 5, 30, 30]], [0.9, 0.8], [0, 0], ["a", "a"])
+    elements = FrameResult(frame, detections, "m", 2.0, track_ids=(7, None)).message()["detections"]
+    assert elements[0]["track_id"] == 7 and "track_id" not in elements[1]
+    assert "track_id" not in FrameResult(frame, detections, "m", 2.0).message()["detections"][0]
