@@ -16,6 +16,7 @@ naming the file, and its bytes are left as they were.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,7 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 LATEST_VERSION = MIGRATIONS[-1].version
+assert [m.version for m in MIGRATIONS] == list(range(1, LATEST_VERSION + 1)), "migrations are numbered 1, 2, ..."
 OWN_TABLES = frozenset({"events"})
 
 
@@ -110,19 +112,21 @@ def check_file(path: Path) -> int:
     return version
 
 
-def migrate(connection: sqlite3.Connection, path: Path) -> int:
-    """Applies the migrations ``connection``'s database lacks, one transaction each; returns the version.
+def migrate(connection: sqlite3.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Applies the ``migrations`` ``connection``'s database lacks, one transaction each; returns the version.
 
-    ``connection`` is in autocommit mode (``isolation_level=None``) and is the only writer.
+    ``connection`` is in autocommit mode (``isolation_level=None``) and is the only writer;
+    ``migrations`` are in order, numbered from 1 without gaps.
 
     Raises:
         EventStoreError: the schema is newer than this code, or a migration failed (it is rolled back).
     """
+    latest = migrations[-1].version
     version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-    if version > LATEST_VERSION:
+    if version > latest:
         raise EventStoreError(f"events database {path} has schema version {version}, this stream-detect "
-                              f"knows up to {LATEST_VERSION}")
-    for migration in MIGRATIONS:
+                              f"knows up to {latest}")
+    for migration in migrations:
         if migration.version <= version:
             continue
         try:

@@ -340,6 +340,23 @@ def test_a_second_writer_in_the_same_process_is_refused_and_readers_are_not(stor
     assert len(store.query()[0]) == 2
 
 
+def test_queries_do_not_wait_for_a_writer_holding_the_write_lock(store: EventStore) -> None:
+    store.add(event(DAY))
+    assert store.flush(10)
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    blocker.execute("INSERT INTO events SELECT * FROM events WHERE 0")
+    try:
+        started = time.monotonic()
+        assert len(store.query()[0]) == 1
+        assert store.get(event(DAY, event_id="x")["id"]) is None
+        assert store.counts()["buckets"] == []
+        assert time.monotonic() - started < 1.0  # the busy timeout is 5 s: nothing waited for the lock
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+
+
 def test_the_schema_is_at_its_latest_version_in_wal_mode(store: EventStore) -> None:
     connection = sqlite3.connect(store.path)
     try:
