@@ -181,7 +181,7 @@ class EventStore:
                                   f"{error.strerror or error}") from None
         self._lock = _WriterLock(path)
         try:
-            check_file(path)
+            check_file(path, thorough=True)
             self._connection = self._open_writer()
         except BaseException:
             self._lock.release()
