@@ -31,6 +31,10 @@ the writer every ``retention_interval_s`` (60 s), in transactions of 10,000
 rows. Between two passes the count may exceed ``max_events`` by what arrived
 meanwhile.
 
+Shutdown: :meth:`~EventStore.close` commits what is queued and stops the
+writer. A program that ends without calling it still exits: the writer sees
+the main thread gone (within a second), commits what is queued and stops.
+
 Writer exclusivity: the writer holds an advisory lock (``flock``) on
 ``events.db.lock`` beside the database for as long as it is open. A second
 ``EventStore`` on the same file, in this process or another, is an
@@ -309,6 +313,10 @@ class EventStore:
                     self._write(rows)
                 for marker in markers:
                     marker.done.set()
+                if not stopping and not threading.main_thread().is_alive():
+                    # The program ends without close(): commit what is queued, and do not hold up its exit.
+                    self._closed = True
+                    stopping = self._drain()
                 if time.monotonic() >= next_retention:
                     try:
                         self._retain(self._connection)
@@ -319,6 +327,18 @@ class EventStore:
             log.exception("events database %s: the writer failed; events are no longer kept", self.path)
         finally:
             self._connection.close()
+
+    def _drain(self) -> bool:
+        """Writes what is queued now (bounded by the queue's size); True once done."""
+        for _ in range(self._queue.maxsize // MAX_BATCH + 2):
+            rows, markers, _ = self._take(0.01)
+            if rows:
+                self._write(rows)
+            for marker in markers:
+                marker.done.set()
+            if not rows and not markers:
+                break
+        return True
 
     def _take(self, wait_s: float) -> tuple[list[Row], list[_Flush], bool]:
         """What the queue holds now (waiting up to ``wait_s`` for a first item), at most MAX_BATCH rows."""

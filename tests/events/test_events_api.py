@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from stream_detect.commands.run import bind_socket
-from stream_detect.events import EventStore, events_path
+from stream_detect.events import EventReader, EventStore, events_path
 from stream_detect.server.events_api import install_events_api
 
 from .sample import DAY, event
@@ -33,7 +33,7 @@ TIMELINE = [
 
 
 @contextlib.contextmanager
-def serving_events(store: EventStore) -> Iterator[httpx.Client]:
+def serving_events(store: EventStore | EventReader) -> Iterator[httpx.Client]:
     """A small app with only the events routes, on a real uvicorn at 127.0.0.1:0; stopped on exit."""
     app = FastAPI()
     install_events_api(app, store)
@@ -158,3 +158,16 @@ def test_bad_values_are_422_with_one_line_naming_the_parameter(http: httpx.Clien
     assert list(body) == ["error"]
     assert isinstance(body["error"], str) and "\n" not in body["error"]
     assert body["error"].startswith(named), body["error"]
+
+
+def test_a_database_that_cannot_be_read_is_503_with_one_line(tmp_path_factory: pytest.TempPathFactory) -> None:
+    path = events_path(tmp_path_factory.mktemp("gone"))
+    with EventStore(path) as store:
+        store.add(TIMELINE[0])
+    reader = EventReader(path)
+    path.unlink()  # the data directory was removed under a running server
+    with serving_events(reader) as client:
+        for url in ("/events", f"/events/{TIMELINE[0]['id']}", "/counts"):
+            response = client.get(url)
+            assert response.status_code == 503, url
+            assert response.json()["error"].startswith(f"events database {path} cannot be read")

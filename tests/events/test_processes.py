@@ -94,3 +94,18 @@ def test_a_store_held_by_another_process_is_readable_but_not_writable(tmp_path: 
     assert holder.returncode == 0
     with EventStore(path) as store:  # the lock went with the holder
         assert len(store.query(limit=1000)[0]) == 25
+
+
+@pytest.mark.timeout(60)
+def test_a_program_that_never_closes_its_store_still_exits_with_its_events_kept(tmp_path: Path) -> None:
+    path = events_path(tmp_path)
+    with start_writer("forget", str(path), "3000", "30") as forgetful:
+        try:
+            forgetful.wait(15)
+        finally:
+            stop_process(forgetful)
+    assert forgetful.returncode == 0, stderr_of(forgetful)
+    with EventStore(path) as store:
+        assert len(store.query(limit=1000)[0]) == 1000
+        assert store.get("forgotten-0000000") is not None
+        assert store.get("forgotten-0002999") is not None

@@ -7,6 +7,9 @@ at ``RATE`` per second and prints each id once ``add`` returned, for at most
 ``python -m tests.events.writer_process hold DB COUNT MAX_S``: adds ``COUNT``
 events, flushes, prints ``ready <pid>``, then keeps the store open until its
 stdin closes or ``MAX_S`` seconds pass, and closes it.
+
+``python -m tests.events.writer_process forget DB COUNT MAX_S``: adds
+``COUNT`` events and ends without closing the store.
 """
 
 from __future__ import annotations
@@ -47,9 +50,17 @@ def hold(path: Path, count: int, max_s: float) -> None:
                 break
 
 
+def forget(path: Path, count: int) -> None:
+    store = EventStore(path)
+    for serial in range(count):
+        store.add(event(DAY + serial, event_id=f"forgotten-{serial:07d}"))
+
+
 if __name__ == "__main__":
     mode, database, amount, seconds = sys.argv[1:5]
     if mode == "steady":
         steady(Path(database), float(amount), float(seconds))
+    elif mode == "forget":
+        forget(Path(database), int(amount))
     else:
         hold(Path(database), int(amount), float(seconds))
