@@ -7,7 +7,8 @@ The graph, as :func:`build_pipeline` and :func:`build_app` put it together::
                   +--> frame taps: preview, recorders         +--> dispatcher --> sinks, each on its
                                                                    own thread: websocket hub,
                                                                    recordings' detections, ...
-    server routes --> read-only parts: streams, the hub, metrics, the models' inference lanes,
+    server routes --> read-only ports (ports.py): stream snapshots, the preview's detections,
+                      the models (state, served id, their API lanes), sink statistics, the hub;
                       and the one write port: streams added, changed and removed (kept by a store)
 
 Stages never subscribe themselves: whatever listens, taps or feeds a lane
@@ -27,6 +28,7 @@ from .detect.base import Detector
 from .inference import InferenceLane
 from .metrics import Metrics
 from .pipeline import Pipeline
+from .ports import pipeline_ports
 from .sinks import Overflow, Sink
 from .source_store import SourceStore
 
@@ -56,7 +58,8 @@ def build_still_images(model: ModelConfig, load_detector: Callable[[ModelConfig]
 
 
 def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | None = None) -> FastAPI:
-    """The server of ``pipeline``: its parts made and connected, then the routes over them.
+    """The server of ``pipeline``: its parts made and connected to the pipeline's ports, then the routes
+    over them. The server sees the ports (:mod:`.ports`) only, never the pipeline.
 
     ``store`` keeps the streams changed through the API (none: the changes last as long as the process).
     """
@@ -68,14 +71,17 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     from .server.preview import Previews
     from .server.streams_api import StreamsApi
 
-    metrics = Metrics(pipeline)
+    api_lanes = {name: InferenceLane(config.api_queue_size, pipeline.wakeup) for name in pipeline.workers}
+    for name, lane in api_lanes.items():
+        pipeline.workers[name].add_lane(lane)
+    ports = pipeline_ports(pipeline, api_lanes)
+    metrics = Metrics(ports.streams, ports.sinks)
     pipeline.add_batch_listener(metrics.observe_batch)
     hub = Hub(config.client_queue_size, on_drop=metrics.ws_dropped.inc)
     pipeline.dispatcher.add(HubSink(hub), maxsize=WEBSOCKET_SINK_BUFFER)
-    context = ServerContext(pipeline=pipeline, config=config, hub=hub, metrics=metrics, auth=TokenCheck(config.tokens))
-    previews = Previews(context)
+    context = ServerContext(config=config, hub=hub, metrics=metrics, auth=TokenCheck(config.tokens),
+                            streams=ports.streams, models=ports.models)
+    previews = Previews(context, ports.preview)
     pipeline.add_frame_tap(previews.on_frame)
-    inference = InferenceApi(context)
-    for route in inference.routes.values():
-        route.worker.add_lane(route.lane)
-    return create_app(context, previews, inference, StreamsApi(context, store))
+    return create_app(context, ports.lifecycle, previews, InferenceApi(context),
+                      StreamsApi(ports.streams, ports.changes, store))

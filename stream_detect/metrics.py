@@ -1,31 +1,42 @@
 """Prometheus metrics of one pipeline, in a registry of its own.
 
-Per-stream counters are read from the live stream state at scrape time (one
-source of truth, nothing to keep in step); events that happen on the worker
-or the server (batches, websocket drops, encodes) are recorded as they occur.
+Per-stream and per-sink counters are read from the pipeline's ports
+(:mod:`stream_detect.ports`) at scrape time (one source of truth, nothing to
+keep in step); events that happen on the worker or the server (batches,
+websocket drops, encodes) are recorded as they occur.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .detect.worker import BatchStats
+from .ports import SinkStatistics, StreamRegistry
 from .sources.base import SourceState
-
-if TYPE_CHECKING:
-    from .pipeline import Pipeline
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class Batch(Protocol):
+    """What the metrics read of one detector batch (the worker's batch statistics)."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def forward_s(self) -> float: ...
+
+
 class _StreamCollector(Collector):
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._pipeline = pipeline
+    def __init__(self, streams: StreamRegistry) -> None:
+        self._streams = streams
 
     def collect(self) -> Iterator[Metric]:
         labels = ["stream"]
@@ -51,26 +62,24 @@ class _StreamCollector(Collector):
             "Capture to emit latency over recent frames.",
             labels=["stream", "quantile"],
         )
-        for stream in list(self._pipeline.streams.values()):
-            stats = stream.capture.stats
-            captured.add_metric([stream.id], stats.frames)
-            processed.add_metric([stream.id], stream.processed)
-            dropped.add_metric([stream.id], stream.queue.dropped)
-            corrupt.add_metric([stream.id], stats.corrupt)
-            reconnects.add_metric([stream.id], stats.reconnects)
-            fps.add_metric([stream.id], stats.fps)
+        for stream in self._streams.all():
+            captured.add_metric([stream.id], stream.frames_captured)
+            processed.add_metric([stream.id], stream.frames_processed)
+            dropped.add_metric([stream.id], stream.frames_dropped)
+            corrupt.add_metric([stream.id], stream.frames_corrupt)
+            reconnects.add_metric([stream.id], stream.reconnects)
+            fps.add_metric([stream.id], stream.source_fps)
             for candidate in SourceState:
                 state.add_metric([stream.id, candidate.value], 1.0 if stream.state is candidate else 0.0)
-            for quantile in (50, 99):
-                value = stream.latency.percentile(quantile)
+            for quantile, value in ((50, stream.latency_p50_s), (99, stream.latency_p99_s)):
                 if value is not None:
                     latency.add_metric([stream.id, str(quantile / 100)], value)
         yield from (captured, processed, dropped, corrupt, reconnects, fps, state, latency)
 
 
 class _SinkCollector(Collector):
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._pipeline = pipeline
+    def __init__(self, sinks: SinkStatistics) -> None:
+        self._sinks = sinks
 
     def collect(self) -> Iterator[Metric]:
         delivered = CounterMetricFamily("stream_detect_sink_results_delivered", "Results a sink has taken.",
@@ -82,21 +91,26 @@ class _SinkCollector(Collector):
                                        labels=["sink"])
         queued = GaugeMetricFamily("stream_detect_sink_queued", "Results and changes waiting for a sink.",
                                    labels=["sink"])
-        for runner in self._pipeline.dispatcher.runners:
-            delivered.add_metric([runner.name], runner.delivered)
-            dropped.add_metric([runner.name], runner.dropped)
-            failures.add_metric([runner.name], runner.failures)
-            queued.add_metric([runner.name], runner.describe()["queued"])
+        for sink in self._sinks.sink_stats():
+            delivered.add_metric([sink.name], sink.delivered)
+            dropped.add_metric([sink.name], sink.dropped)
+            failures.add_metric([sink.name], sink.failures)
+            queued.add_metric([sink.name], sink.buffered)
         yield from (delivered, dropped, failures, queued)
 
 
 class Metrics:
-    """Every metric the process exports."""
+    """Every metric the process exports.
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    Args:
+        streams: The streams, read at every scrape.
+        sinks: The sinks' counters, read at every scrape.
+    """
+
+    def __init__(self, streams: StreamRegistry, sinks: SinkStatistics) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(_StreamCollector(pipeline))
-        self.registry.register(_SinkCollector(pipeline))
+        self.registry.register(_StreamCollector(streams))
+        self.registry.register(_SinkCollector(sinks))
         self.batch_size = Histogram(
             "stream_detect_batch_size",
             "Items per detector batch, per model.",
@@ -143,7 +157,7 @@ class Metrics:
             registry=self.registry,
         )
 
-    def observe_batch(self, stats: BatchStats) -> None:
+    def observe_batch(self, stats: Batch) -> None:
         self.batch_size.labels(model=stats.model).observe(stats.size)
         self.forward_seconds.labels(model=stats.model).observe(stats.forward_s)
 

@@ -17,6 +17,7 @@ ways:
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
 import threading
 import time
@@ -33,6 +34,7 @@ from .detect.batching import Take
 from .detect.worker import BatchStats, DetectorWorker
 from .errors import ConfigError, StreamExistsError, UnknownStreamError
 from .frame_queue import DropPolicy, FrameQueue
+from .ports import StreamSnapshot
 from .record.recorder import Recorder, RecorderSettings
 from .record.segments import Retention
 from .records import Detections, Frame
@@ -70,6 +72,7 @@ class StreamRuntime:
     pending_end: StateChange | None = None  # an end announced once the last result is out
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     lane: Any = field(default=None, repr=False)
+    run: int = 0  # numbered by its pipeline: a stream replaced under the same id is a new run
 
     @property
     def id(self) -> str:
@@ -80,33 +83,33 @@ class StreamRuntime:
         """The name of the model that serves this stream."""
         return Config.model_of(self.config)
 
-    def describe(self) -> dict[str, Any]:
-        """The stream's entry in ``GET /streams``."""
+    def snapshot(self) -> StreamSnapshot:
+        """The stream as it is now, frozen (what the server sees of it)."""
         stats = self.capture.stats
         frame = self.last_frame
-        p50 = self.latency.percentile(50)
-        p99 = self.latency.percentile(99)
-        return {
-            "id": self.id,
-            "kind": self.config.kind,
-            "model": self.model,
-            "state": self.state.value,
-            "detail": self.state_detail,
-            "width": frame.width if frame else stats.width,
-            "height": frame.height if frame else stats.height,
-            "source_fps": round(stats.fps, 2),
-            "processed_fps": round(self.processed_rate.rate(), 2),
-            "frames_captured": stats.frames,
-            "frames_processed": self.processed,
-            "frames_dropped": self.queue.dropped,
-            "frames_corrupt": stats.corrupt,
-            "reconnects": stats.reconnects,
-            "latency_ms": {
-                "p50": None if p50 is None else round(p50 * 1000, 1),
-                "p99": None if p99 is None else round(p99 * 1000, 1),
-            },
-            "recording": self.recorder.describe() if self.recorder else None,
-        }
+        return StreamSnapshot(
+            id=self.id,
+            kind=self.config.kind,
+            model=self.model,
+            state=self.state,
+            detail=self.state_detail,
+            width=frame.width if frame else stats.width,
+            height=frame.height if frame else stats.height,
+            source_fps=stats.fps,
+            processed_fps=self.processed_rate.rate(),
+            frames_captured=stats.frames,
+            frames_processed=self.processed,
+            frames_dropped=self.queue.dropped,
+            frames_corrupt=stats.corrupt,
+            reconnects=stats.reconnects,
+            latency_p50_s=self.latency.percentile(50),
+            latency_p99_s=self.latency.percentile(99),
+            recording=self.recorder.describe() if self.recorder else None,
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """The stream's entry in ``GET /streams``."""
+        return self.snapshot().describe()
 
 
 class _StreamLane:
@@ -208,6 +211,7 @@ class Pipeline:
         self._started = False
         self._stopping = threading.Event()
         self._recordings: RecordingSink | None = None
+        self._runs = itertools.count(1)
         for source_config in config.sources:
             self._register(self._build_stream(source_config))
 
@@ -215,7 +219,7 @@ class Pipeline:
         policy = DropPolicy(drop_policy(source_config))
         queue: FrameQueue[Frame] = FrameQueue(source_config.queue_size, policy, self.wakeup)
         capture = Capture(build_source(source_config), source_config, queue, self._on_state, self._on_frame)
-        stream = StreamRuntime(config=source_config, queue=queue, capture=capture)
+        stream = StreamRuntime(config=source_config, queue=queue, capture=capture, run=next(self._runs))
         record = self.config.recording_of(source_config)
         if record is not None:
             stream.recorder = Recorder(stream.id, recorder_settings(record, source_config))

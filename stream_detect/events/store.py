@@ -76,7 +76,7 @@ from .query import DEFAULT_LIMIT, EventReader
 
 try:
     import fcntl
-except ImportError:  # not on Windows: the lock is advisory and only guards against a second writer
+except ImportError:  # Windows has no flock: there a second writer is not refused
     fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
@@ -167,6 +167,8 @@ class EventStore:
             raise InputError(f"max_age_days must be positive, not {max_age_days!r}")
         if max_events is not None and not max_events >= 1:
             raise InputError(f"max_events must be at least 1, not {max_events!r}")
+        if queue_size < 1:
+            raise InputError(f"queue_size must be at least 1, not {queue_size!r}")
         self.path = path
         self.max_age_days = max_age_days
         self.max_events = max_events
@@ -190,7 +192,7 @@ class EventStore:
         except BaseException:
             self._lock.release()
             raise
-        self.reader = EventReader(path)
+        self.reader = EventReader(path)  # cannot fail now: the file is checked and at the latest version
         self._thread = threading.Thread(target=self._run, name="events-writer")
         self._thread.start()
 
@@ -269,6 +271,11 @@ class EventStore:
                       self.path, timeout, self._queue.qsize())
             return  # the writer still owns the connection and the lock
         self._lock.release()
+        late = sum(1 for _ in range(self._queue.qsize()) if isinstance(self._queue.get_nowait(), tuple))
+        if late:  # added by another thread while the store was closing
+            with self._counts_lock:
+                self._lost += late
+            log.error("events database %s: %d events added while closing were not written", self.path, late)
 
     def __enter__(self) -> EventStore:
         return self

@@ -13,8 +13,9 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from ..detect.worker import WorkerState
+from ..config import DEFAULT_MODEL_NAME
 from ..metrics import CONTENT_TYPE
+from ..ports import Lifecycle
 from .api_docs import install_api_docs
 from .context import ServerContext
 from .dashboard import install_dashboard
@@ -73,23 +74,22 @@ class TokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(context: ServerContext, previews: Previews, inference: InferenceApi,
+def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews, inference: InferenceApi,
                streams_api: StreamsApi) -> FastAPI:
     """The application over already wired parts (see :func:`stream_detect.compose.build_app`).
 
-    Starting it starts the pipeline; stopping it stops the pipeline.
+    Starting it starts ``lifecycle`` (the pipeline); stopping it stops it.
     """
-    pipeline = context.pipeline
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context.hub.bind(asyncio.get_running_loop())
-        pipeline.start()
+        lifecycle.start()
         try:
             yield
         finally:
             context.hub.unbind()
-            await asyncio.to_thread(pipeline.stop)
+            await asyncio.to_thread(lifecycle.stop)
 
     # install_api_docs serves /docs and /redoc: FastAPI's own pages load their assets from a CDN.
     app = FastAPI(title="stream-detect", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -107,23 +107,23 @@ def create_app(context: ServerContext, previews: Previews, inference: InferenceA
     @app.get("/healthz", tags=["operations"])
     def healthz() -> JSONResponse:
         """Liveness and readiness: 200 once the model is loaded, 503 before or if it failed."""
-        worker = pipeline.worker
-        body: dict[str, object] = {"status": "ok" if worker.state == WorkerState.READY else worker.state,
-                                   "model": pipeline.model_id()}
-        if worker.error:
-            body["error"] = worker.error
-        if len(pipeline.workers) > 1:  # every model, by name: each must be loaded to be healthy
-            body["models"] = {name: {"model": pipeline.model_id(name), "state": w.state, "error": w.error}
-                              for name, w in pipeline.workers.items()}
-        ready = all(w.state == WorkerState.READY for w in pipeline.workers.values())
-        if not ready and worker.state == WorkerState.READY:
+        models = {name: model.status() for name, model in context.models.items()}
+        default = models[DEFAULT_MODEL_NAME]
+        body: dict[str, object] = {"status": "ok" if default.ready else default.state, "model": default.served_id}
+        if default.error:
+            body["error"] = default.error
+        if len(models) > 1:  # every model, by name: each must be loaded to be healthy
+            body["models"] = {name: {"model": status.served_id, "state": status.state, "error": status.error}
+                              for name, status in models.items()}
+        ready = all(status.ready for status in models.values())
+        if not ready and default.ready:
             body["status"] = "degraded"
         return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/streams", tags=["streams"])
     def streams() -> dict[str, object]:
         """Every stream with its state, frame rates, drops and latency."""
-        return {"streams": [stream.describe() for stream in pipeline.streams.values()]}
+        return {"streams": [stream.describe() for stream in context.streams.all()]}
 
     @app.get("/metrics", tags=["operations"])
     def metrics() -> Response:

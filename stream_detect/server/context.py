@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import ServerConfig
 from ..metrics import Metrics
-from ..pipeline import Pipeline, StreamRuntime
+from ..ports import Models, StreamRegistry, StreamSnapshot
 from ..serialize import status_message
 from .auth import TokenCheck
 from .hub import Hub
@@ -16,14 +16,15 @@ from .hub import Hub
 
 @dataclass(eq=False)
 class ServerContext:
-    """Objects every route needs: the pipeline and the network-side state."""
+    """Objects every route needs: read-only ports of the pipeline and the network-side state."""
 
-    pipeline: Pipeline
     config: ServerConfig
     hub: Hub
     metrics: Metrics
     auth: TokenCheck
+    streams: StreamRegistry
+    models: Models
 
-    def stream_status(self, stream: StreamRuntime) -> dict[str, Any]:
-        """The status message announcing ``stream``'s current state."""
-        return status_message(stream.id, stream.state.value, time.time(), stream.state_detail)
+    def stream_status(self, stream: StreamSnapshot) -> dict[str, Any]:
+        """The status message announcing ``stream``'s state."""
+        return status_message(stream.id, stream.state.value, time.time(), stream.detail)

@@ -14,7 +14,7 @@ bounds the pixels being decoded, and then waiting for the detector, at once
 (``server.decode_pixels_in_flight``). A large decode gives its freed heap back
 to the system (:func:`~stream_detect.images.give_back_freed_memory`).
 
-Waiting for the model (``x-wait-for-model``) awaits the worker's ``loaded``
+Waiting for the model (``x-wait-for-model``) awaits the model port's ``loaded``
 future: a waiting request holds no thread.
 """
 
@@ -38,11 +38,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from ..config import DEFAULT_MODEL_NAME, ModelConfig
-from ..detect.base import Detector
-from ..detect.worker import DetectorWorker
 from ..errors import ImageTooLargeError, InputError, ModelError, ModelNotReadyError, UnsupportedMediaError
 from ..images import OpenedImage, give_back_freed_memory, open_image
-from ..inference import AnswerCache, InferenceLane, QueueFullError
+from ..inference import AnswerCache, QueueFullError
+from ..ports import ModelPort
 from ..records import Detections
 from ..serialize import to_hf_elements
 from .context import ServerContext
@@ -222,13 +221,12 @@ def parse_request(body: bytes, content_type: str, default_threshold: float) -> t
 
 @dataclass(eq=False)
 class ModelRoute:
-    """What the API keeps of one model: its worker, its lane, its default threshold."""
+    """What the API keeps of one model: its port (state, lane), its default threshold."""
 
     name: str
-    worker: DetectorWorker
-    lane: InferenceLane
+    model: ModelPort
     default_threshold: float
-    ready: asyncio.Future[None] | None = None  # one asyncio view of the worker's load, for every waiter
+    ready: asyncio.Future[None] | None = None  # one asyncio view of the model's load, for every waiter
 
 
 def _default_threshold(model: ModelConfig) -> float:
@@ -237,7 +235,7 @@ def _default_threshold(model: ModelConfig) -> float:
 
 
 class InferenceApi:
-    """Answers inference requests through the models' detector workers.
+    """Answers inference requests through the models' ports (their detector workers' lanes).
 
     ``POST /`` is answered by the default model, ``POST /models/{name}`` by the
     model of that name; a model answers to its configured name, its served id
@@ -247,12 +245,8 @@ class InferenceApi:
     def __init__(self, context: ServerContext) -> None:
         self.context = context
         self.config = context.config
-        pipeline = context.pipeline
-        self.routes = {
-            name: ModelRoute(name, worker, InferenceLane(self.config.api_queue_size, pipeline.wakeup),
-                             _default_threshold(pipeline.config.named_models()[name]))
-            for name, worker in pipeline.workers.items()
-        }
+        self.routes = {name: ModelRoute(name, model, _default_threshold(model.config))
+                       for name, model in context.models.items()}
         self.cache = AnswerCache(self.config.api_cache_size)
         self.budget = PixelBudget(self.config.decode_pixels_in_flight)
         # Not asyncio's default pool: the preview encodes there, and a burst of
@@ -261,12 +255,10 @@ class InferenceApi:
 
     def names(self) -> dict[str, str]:
         """Every name a model answers to -> the model's name."""
-        pipeline = self.context.pipeline
         names: dict[str, str] = {}
-        for name, model in pipeline.config.named_models().items():
-            for alias in (model.id, model.name, pipeline.model_id(name), name):
-                if alias:
-                    names[alias.strip("/")] = name
+        for route in self.routes.values():
+            for alias in route.model.status().aliases:
+                names[alias] = route.name
         return names
 
     def route(self, model_id: str | None) -> ModelRoute:
@@ -274,7 +266,7 @@ class InferenceApi:
             return self.routes[DEFAULT_MODEL_NAME]
         name = self.names().get(model_id.strip("/"))
         if name is None:
-            served = sorted({self.context.pipeline.model_id(n) for n in self.routes} | set(self.routes))
+            served = sorted({route.model.status().served_id for route in self.routes.values()} | set(self.routes))
             raise ApiError(404, f"model {model_id[:200]!r} is not served here", models=served)
         return self.routes[name]
 
@@ -298,20 +290,21 @@ class InferenceApi:
         key = AnswerCache.key(image_bytes, threshold, route.name)
         if use_cache and (cached := self.cache.get(key)) is not None:
             return JSONResponse(cached, headers={"x-cache": "hit"})
-        detector = await self._ensure_model(route, wait_for_model)
-        answer = to_hf_elements(await self._answer(route, detector, image_bytes, threshold))
+        await self._ensure_model(route, wait_for_model)
+        answer = to_hf_elements(await self._answer(route, image_bytes, threshold))
         self.cache.put(key, answer)
         return JSONResponse(answer, headers={"x-cache": "miss"})
 
-    async def _answer(self, route: ModelRoute, detector: Detector, image_bytes: bytes,
-                      threshold: float) -> Detections:
+    async def _answer(self, route: ModelRoute, image_bytes: bytes, threshold: float) -> Detections:
         """Decodes within the pixel budget, detects, and scales the boxes back to the original's pixels."""
         opened = await self._in_decoder(_open, image_bytes, self.config.max_image_pixels)
         try:
-            height, width = detector.input_size(opened.height, opened.width)
+            height, width = route.model.input_size(opened.height, opened.width)
             decoding = opened.plan((height * REDUCED_INPUT_MARGIN, width * REDUCED_INPUT_MARGIN))
         except InputError as error:
             raise ApiError(400, str(error)) from None
+        except ModelError as error:  # pragma: no cover - ready means loaded
+            raise ApiError(503, str(error)) from None
         try:
             hold = await asyncio.wait_for(self.budget.acquire(decoding), self.config.request_timeout_s)
         except TimeoutError:
@@ -329,11 +322,11 @@ class InferenceApi:
     async def _in_decoder(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.decoder, function, *args)
 
-    async def _ensure_model(self, route: ModelRoute, wait: bool) -> Detector:
-        """The detector once it is loaded; waiting for it (without a thread) when asked to."""
-        worker = route.worker
+    async def _ensure_model(self, route: ModelRoute, wait: bool) -> None:
+        """Returns once the model is loaded; waiting for it (without a thread) when asked to."""
+        model = route.model
         try:
-            worker.check_ready()
+            model.check_ready()
         except ModelNotReadyError as error:
             if not wait:
                 raise ApiError(503, str(error), estimated_time=error.estimated_time) from None
@@ -341,26 +334,23 @@ class InferenceApi:
         except ModelError as error:
             raise ApiError(503, str(error)) from None
         try:
-            worker.check_ready()
+            model.check_ready()
         except ModelNotReadyError as error:
             raise ApiError(503, str(error), estimated_time=error.estimated_time) from None
         except ModelError as error:
             raise ApiError(503, str(error)) from None
-        if worker.detector is None:  # pragma: no cover - ready means loaded
-            raise ApiError(503, "the model is not loaded")
-        return worker.detector
 
     async def _wait_for_model(self, route: ModelRoute) -> None:
         if route.ready is None:
-            # One asyncio view of the worker's future for every waiting request;
+            # One asyncio view of the model's future for every waiting request;
             # shielded, so a request that gives up never cancels it for the others.
-            route.ready = asyncio.wrap_future(route.worker.loaded)
+            route.ready = asyncio.wrap_future(route.model.loaded)
         with contextlib.suppress(TimeoutError):  # still loading: the caller answers 503
             await asyncio.wait_for(asyncio.shield(route.ready), self.config.request_timeout_s)
 
     async def _detect(self, route: ModelRoute, image: np.ndarray, threshold: float) -> Detections:
         try:
-            future = route.lane.submit(image, threshold)
+            future = route.model.submit(image, threshold)
         except QueueFullError as error:
             raise ApiError(503, str(error), estimated_time=1.0) from None
         try:

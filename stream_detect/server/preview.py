@@ -28,8 +28,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import Counter, Gauge
 from starlette.types import Receive, Scope, Send
 
-from ..pipeline import StreamRuntime
-from ..records import Frame
+from ..ports import PreviewSource
+from ..records import Detections, Frame
 from ..render import draw_detections
 from .context import ServerContext
 
@@ -51,13 +51,16 @@ def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
 
 
 class StreamPreview:
-    """The shared annotated JPEG of one stream."""
+    """The shared annotated JPEG of one run of a stream (a stream replaced under its id gets a new one)."""
 
-    def __init__(self, stream: StreamRuntime, fps: float, quality: int, encodes: Counter) -> None:
-        self.stream = stream
+    def __init__(self, stream_id: str, run: int, source: PreviewSource, fps: float, quality: int,
+                 encodes: Counter) -> None:
+        self.stream_id = stream_id
+        self.run = run
+        self._source = source
         self.interval = 1.0 / fps
         self.quality = quality
-        self._encodes = encodes.labels(stream=stream.id)
+        self._encodes = encodes.labels(stream=stream_id)
         self.latest_frame: Frame | None = None  # written by the capture thread
         self.viewers = 0
         self.jpeg: Jpeg | None = None
@@ -70,10 +73,18 @@ class StreamPreview:
         published, self._published = self._published, asyncio.Event()
         published.set()
 
+    def is_current(self) -> bool:
+        """Whether its run of the stream still runs (not removed, not replaced)."""
+        state = self._source.preview_state(self.stream_id)
+        return state is not None and state.run == self.run
+
     def annotate(self, frame: Frame) -> np.ndarray:
-        stream = self.stream
-        return draw_detections(frame.image, stream.last_detections, stream_name=stream.id, clock=frame.captured_at,
-                               fps=stream.processed_rate.rate())
+        state = self._source.preview_state(self.stream_id)
+        if state is None or state.run != self.run:  # the stream went away: nothing of another run is drawn
+            detections, fps = Detections.empty(), 0.0
+        else:
+            detections, fps = state.detections, state.processed_fps
+        return draw_detections(frame.image, detections, stream_name=self.stream_id, clock=frame.captured_at, fps=fps)
 
     async def _encode(self, frame: Frame) -> bytes:
         def work() -> bytes:
@@ -102,7 +113,7 @@ class StreamPreview:
         """Counts a viewer for the duration; starts the encoder for the first one."""
         self.viewers += 1
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name=f"preview:{self.stream.id}")
+            self._task = asyncio.create_task(self._run(), name=f"preview:{self.stream_id}")
         try:
             yield
         finally:
@@ -142,11 +153,16 @@ class _ViewerResponse(StreamingResponse):
 
 class Previews:
     """Previews of every stream, fed by :meth:`on_frame` (a frame tap); they follow streams added,
-    replaced and removed at run time (a preview belongs to one stream runtime)."""
+    replaced and removed at run time (a preview belongs to one run of a stream).
 
-    def __init__(self, context: ServerContext) -> None:
+    Args:
+        context: The server's shared parts (its configuration, the metrics registry, the streams).
+        source: Each stream's last detections and current run.
+    """
+
+    def __init__(self, context: ServerContext, source: PreviewSource) -> None:
         config = context.config
-        self.pipeline = context.pipeline
+        self.source = source
         self.fps = config.preview_fps
         self.quality = config.jpeg_quality
         self.max_viewers = config.max_mjpeg_clients
@@ -160,26 +176,27 @@ class Previews:
         # Replaced, never mutated: the capture threads read it.
         self.by_stream: dict[str, StreamPreview] = {}
         self._lock = threading.Lock()
-        for stream_id in context.pipeline.streams:
+        for stream_id in context.streams.ids():
             self.preview_of(stream_id)
 
     def preview_of(self, stream_id: str) -> StreamPreview | None:
         """The preview of the stream running under ``stream_id`` now (made on first use), or None."""
-        stream = self.pipeline.streams.get(stream_id)
+        state = self.source.preview_state(stream_id)
+        run = None if state is None else state.run
         preview = self.by_stream.get(stream_id)
-        if preview is not None and preview.stream is stream:
+        if preview is not None and preview.run == run:
             return preview
         with self._lock:
             preview = self.by_stream.get(stream_id)
-            if preview is not None and preview.stream is stream:
+            if preview is not None and preview.run == run:
                 return preview
             if preview is not None:  # the stream was removed or replaced: its viewers end within a second
                 with contextlib.suppress(KeyError):
                     self.viewers.remove(stream_id)
-            if stream is None:
+            if run is None:
                 self.by_stream = {key: value for key, value in self.by_stream.items() if key != stream_id}
                 return None
-            preview = StreamPreview(stream, self.fps, self.quality, self.encodes)
+            preview = StreamPreview(stream_id, run, self.source, self.fps, self.quality, self.encodes)
             self.viewers.labels(stream=stream_id).set_function(_viewer_count(preview))
             self.by_stream = {**self.by_stream, stream_id: preview}
             return preview
@@ -235,7 +252,7 @@ def install_preview(app: FastAPI, context: ServerContext, previews: Previews) ->
             # Starlette cancels this generator when the viewer disconnects; it ends at shutdown.
             async with preview.watching():
                 sequence = 0
-                while not previews.closing and not preview.stream.removed:
+                while not previews.closing and preview.is_current():
                     jpeg = await preview.next_jpeg(sequence, timeout=1.0)
                     if jpeg is None:
                         continue

@@ -19,8 +19,8 @@ from fastapi.responses import JSONResponse, Response
 
 from ..config import SourceConfig, parse_source
 from ..errors import ConfigError, StreamExistsError, UnknownStreamError
+from ..ports import StreamChanges, StreamRegistry
 from ..source_store import SourceStore
-from .context import ServerContext
 
 MAX_ENTRY_BYTES = 64 * 1024
 
@@ -53,32 +53,39 @@ async def _entry(request: Request, stream_id: str | None = None) -> SourceConfig
 
 
 class StreamsApi:
-    """Applies run-time changes one at a time, keeping each before answering."""
+    """Applies run-time changes one at a time, keeping each before answering.
 
-    def __init__(self, context: ServerContext, store: SourceStore | None) -> None:
-        self.pipeline = context.pipeline
+    Args:
+        streams: The streams running now (read).
+        changes: The one write port to them.
+        store: Keeps the sources after each change; None: changes last as long as the process.
+    """
+
+    def __init__(self, streams: StreamRegistry, changes: StreamChanges, store: SourceStore | None) -> None:
+        self.streams = streams
+        self.changes = changes
         self.store = store
         self._lock = threading.Lock()  # a change and its saving happen together, in order
 
     def _saved(self) -> None:
         if self.store is not None:
-            self.store.save(self.pipeline.sources)
+            self.store.save(self.changes.sources())
 
     def add(self, source: SourceConfig) -> dict[str, Any]:
         with self._lock:
-            stream = self.pipeline.add_stream(source)
+            stream = self.changes.add(source)
             self._saved()
             return stream.describe()
 
     def replace(self, source: SourceConfig) -> dict[str, Any]:
         with self._lock:
-            stream = self.pipeline.replace_stream(source)
+            stream = self.changes.replace(source)
             self._saved()
             return stream.describe()
 
     def remove(self, stream_id: str) -> None:
         with self._lock:
-            self.pipeline.remove_stream(stream_id)
+            self.changes.remove(stream_id)
             self._saved()
 
 
@@ -102,7 +109,7 @@ def install_streams_api(app: FastAPI, api: StreamsApi) -> None:
     @app.put("/streams/{stream_id}", tags=["streams"], response_model=None)
     async def replace_stream(stream_id: str, request: Request) -> Response:
         """Replaces a camera's entry (a new URL, threshold, ...): it restarts under the same id."""
-        if stream_id not in api.pipeline.streams:
+        if stream_id not in api.streams.ids():
             return _error(404, f"no stream {stream_id[:100]!r}")
         source = await _entry(request, stream_id)
         if isinstance(source, JSONResponse):

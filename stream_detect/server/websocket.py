@@ -69,7 +69,7 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         context.hub.unsubscribe(client)
         raise
     context.metrics.ws_clients.inc()
-    for stream in context.pipeline.streams.values():
+    for stream in context.streams.all():
         if client.wants(stream.id):
             client.offer(orjson.dumps(context.stream_status(stream)).decode(), keep=True)
     sender = asyncio.create_task(_send_loop(websocket, client, context))
