@@ -13,6 +13,7 @@ working for code that does not know this package::
     ├── UnknownStreamError(StreamDetectError, KeyError)  no stream has that id
     ├── ModelError(StreamDetectError, RuntimeError)      model cannot load or run
     │   └── ModelNotReadyError                           model is still loading
+    ├── EventStoreError(StreamDetectError, RuntimeError) the event database cannot be used
     └── InputError(StreamDetectError, ValueError)        an image given to the API is bad
         ├── ImageTooLargeError                           pixel or byte limit exceeded
         └── UnsupportedMediaError                        not an allowed image format

@@ -107,7 +107,8 @@ def event_of(row: Row) -> dict[str, Any]:
     event: dict[str, Any] = {
         "type": "event", "version": version, "id": event_id, "kind": kind, "stream": stream, "at": at,
         "frame": frame, "track_id": track_id, "label": label, "score": score,
-        "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax},
+        "box": {key: int(value) if float(value).is_integer() else value  # the wire's integer pixels
+                for key, value in zip(BOX_KEYS, (xmin, ymin, xmax, ymax), strict=True)},
         "zone": zone, "line": line, "direction": direction, "duration_s": duration_s,
     }
     if extra:
