@@ -107,10 +107,6 @@ class StreamRuntime:
             recording=self.recorder.describe() if self.recorder else None,
         )
 
-    def describe(self) -> dict[str, Any]:
-        """The stream's entry in ``GET /streams``."""
-        return self.snapshot().describe()
-
 
 class _StreamLane:
     """Feeds a stream's frames to the worker and its results back to the pipeline."""
