@@ -1,0 +1,1 @@
+"""Notifications: events sent to other systems (MQTT brokers, webhooks)."""
