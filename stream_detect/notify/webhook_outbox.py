@@ -8,11 +8,14 @@ applied at open in one transaction each (``PRAGMA user_version``).
 Durability: WAL journal, ``synchronous=FULL``. :meth:`Outbox.add` returns
 once its transaction is committed and fsynced: the deliveries it wrote
 survive the process being killed and the machine losing power. Events are
-rare next to frames (measured: a commit with its fsync costs ~0.3 ms here),
-so each ``add`` is one transaction. Every attempt's outcome is committed the
-same way before the next attempt of that webhook starts; a kill between a
-receiver's answer and that commit repeats the attempt after the restart
-with the same ``webhook-id`` (at-least-once, which receivers de-duplicate).
+rare next to frames, so each ``add`` is one transaction (measured on 2 shared
+cores, ext4 on a virtual disk: ``WebhookSink.on_event`` for an event matching
+two webhooks, one transaction with its fsync, took 0.35 ms median, 1.1 ms at
+the 99th percentile, over 500 events while both workers retried). Every
+attempt's outcome is committed the same way before the next attempt of that
+webhook starts; a kill between a receiver's answer and that commit repeats
+the attempt after the restart with the same ``webhook-id`` (at-least-once,
+which receivers de-duplicate).
 
 Writer exclusivity: an advisory lock (``flock``) on ``webhooks.db.lock`` for
 as long as the outbox is open; a second writer, in this process or another,

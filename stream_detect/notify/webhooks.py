@@ -21,8 +21,11 @@ row, so a receiver that is down is not hammered with every pending row;
 after three failures in a row the first success makes every waiting row
 due at once (the receiver is back). Any other status, redirects included
 (never followed), is final and logged. A row still undelivered
-``max_age_h`` after its event is given up (failed). On start, the pending
-rows of the previous run are resumed where their schedule left them.
+``max_age_h`` after its event was queued is given up (failed). On start,
+the pending rows of the previous run are resumed where their schedule left
+them; those of a webhook no longer configured (webhooks are told apart by
+URL) are marked failed, and logged. A webhook with ``max_pending`` rows
+waiting takes no more until some are done (the drops are counted and logged).
 
 The secrets never leave this module: they are registered with
 :func:`stream_detect.redact.register_secret`, logs name a webhook by its
