@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from stream_detect.errors import ConfigError
 from stream_detect.notify.webhook_config import WebhookConfig
 from stream_detect.notify.webhook_retry import RetryPolicy
 from stream_detect.notify.webhook_signing import hook_key, webhook_id
@@ -241,3 +242,19 @@ def test_a_slow_receiver_does_not_delay_another_webhook(tmp_path: Path) -> None:
     assert 4.5 < slow_first < 8, slow_first
     assert closed_in < 2, f"close waited {closed_in:.1f} s for the slow receiver"
     assert len(pending) >= 1 and all(d["url"] == slow.url for d in pending), "left for the next start"
+
+
+@pytest.mark.timeout(30)
+def test_bounds_duplicates_and_webhooks_removed_between_runs(tmp_path: Path) -> None:
+    first, second = (f"http://127.0.0.1:{free_port()}/hook{n}" for n in range(2))
+    with pytest.raises(ConfigError, match="webhooks 0 and 1 have the same url"):
+        WebhookSink([hook(first), hook(first, kinds=["line.cross"])], tmp_path)
+    with sending(tmp_path, hook(first), max_pending=2) as sink:
+        for n in range(4):
+            sink.on_event(notice(event(DAY + n, "object.start")))
+        stats = sink.stats()
+    assert (stats.pending, stats.dropped) == (2, 2), stats
+    with sending(tmp_path, hook(second)) as sink:
+        failed = by_status(sink, "failed")
+        assert sink.stats().pending == 0
+    assert len(failed) == 2 and all("no longer configured" in d["last_error"] for d in failed)
