@@ -6,25 +6,29 @@ The graph, as :func:`build_pipeline` and :func:`build_app` put it together::
                   |                                           |
                   +--> frame taps: preview, recorders         +--> dispatcher --> sinks, each on its
                                                                    own thread: websocket hub,
-                                                                   recordings' detections, ...
+                                                                   recordings' detections, the
+                                                                   event history, ...
     server routes --> read-only ports (ports.py): stream snapshots, the preview's detections,
                       the models (state, served id, their API lanes), sink statistics, the hub;
                       and the one write port: streams added, changed and removed (kept by a store)
 
 Stages never subscribe themselves: whatever listens, taps or feeds a lane
 is connected here. ``stream-detect run`` and ``demo`` are :func:`build_pipeline`
-plus :func:`build_app`; ``annotate`` is :func:`build_pipeline` with a file source and
-blocking file sinks; ``detect`` is :func:`build_still_images`.
+(with :func:`build_event_history`'s sink) plus :func:`build_app`; ``annotate`` is
+:func:`build_pipeline` with a file source and blocking file sinks; ``detect`` is
+:func:`build_still_images`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from .config import Config, ModelConfig, ServerConfig
 from .detect.base import Detector
+from .events import EventStore, events_path
 from .inference import InferenceLane
 from .metrics import Metrics
 from .pipeline import Pipeline
@@ -47,6 +51,20 @@ def build_pipeline(config: Config, load_detector: Callable[[ModelConfig], Detect
     return pipeline
 
 
+def build_event_history(config: Config) -> EventStore | None:
+    """The event history in ``DATA_DIR/events.db``, or None when it is off (``events.enabled: false``,
+    or no data directory: a library user's in-memory analyzer).
+
+    Raises:
+        EventStoreError: the database cannot be used (corrupt, newer, held by another process).
+    """
+    if not config.events.enabled or config.data_dir is None:
+        return None
+    path = events_path(Path(config.data_dir).expanduser())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return EventStore(path, max_age_days=config.events.max_age_days, max_events=config.events.max_events)
+
+
 def build_still_images(model: ModelConfig, load_detector: Callable[[ModelConfig], Detector],
                        capacity: int) -> tuple[Pipeline, InferenceLane]:
     """A pipeline without sources whose default model answers still images put on the returned lane
@@ -57,11 +75,13 @@ def build_still_images(model: ModelConfig, load_detector: Callable[[ModelConfig]
     return pipeline, lane
 
 
-def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | None = None) -> FastAPI:
+def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | None = None,
+              history: EventStore | None = None) -> FastAPI:
     """The server of ``pipeline``: its parts made and connected to the pipeline's ports, then the routes
     over them. The server sees the ports (:mod:`.ports`) only, never the pipeline.
 
     ``store`` keeps the streams changed through the API (none: the changes last as long as the process).
+    ``history``: the event history, fed by its sink (:func:`history_sink`) and read by ``/events``.
     """
     from .server.app import create_app
     from .server.auth import TokenCheck
@@ -75,7 +95,7 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     for name, lane in api_lanes.items():
         pipeline.workers[name].add_lane(lane)
     ports = pipeline_ports(pipeline, api_lanes)
-    metrics = Metrics(ports.streams, ports.sinks)
+    metrics = Metrics(ports.streams, ports.sinks, (lambda: history.stats) if history is not None else None)
     pipeline.add_batch_listener(metrics.observe_batch)
     hub = Hub(config.client_queue_size, on_drop=metrics.ws_dropped.inc)
     pipeline.dispatcher.add(HubSink(hub), maxsize=WEBSOCKET_SINK_BUFFER)
@@ -84,4 +104,11 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     previews = Previews(context, ports.preview)
     pipeline.add_frame_tap(previews.on_frame)
     return create_app(context, ports.lifecycle, previews, InferenceApi(context),
-                      StreamsApi(ports.streams, ports.changes, store))
+                      StreamsApi(ports.streams, ports.changes, store), history)
+
+
+def history_sink(history: EventStore) -> Sink:
+    """The sink that keeps every event in ``history`` (and closes it when the pipeline stops)."""
+    from .events.sink import EventStoreSink
+
+    return EventStoreSink(history)

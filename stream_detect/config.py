@@ -367,6 +367,14 @@ DEFAULT_MODEL_NAME = "default"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
+class EventsConfig(_Strict):
+    """The event history: tracked streams' events kept in DATA_DIR/events.db (SQLite)."""
+
+    enabled: bool = Field(True, description="Keep events (GET /events, /counts); false: websocket only.")
+    max_age_days: float | None = Field(30.0, gt=0, description="Delete events older than this.")
+    max_events: int | None = Field(1_000_000, ge=1, description="Keep at most this many, the newest.")
+
+
 class Config(_Strict):
     model: ModelConfig = Field(ModelConfig(), description="The default model (named 'default').")
     models: dict[str, ModelConfig] = Field(
@@ -379,6 +387,7 @@ class Config(_Strict):
         None, description="Where stream-detect keeps its state (cameras changed at run time); "
                           "default: $XDG_DATA_HOME/stream-detect or ~/.local/share/stream-detect.",
     )
+    events: EventsConfig = EventsConfig()
 
     def recording_of(self, source: SourceConfig) -> RecordConfig | None:
         """The recording settings that apply to ``source``, or None."""

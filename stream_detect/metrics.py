@@ -8,7 +8,7 @@ websocket drops, encodes) are recorded as they occur.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -32,6 +32,45 @@ class Batch(Protocol):
 
     @property
     def forward_s(self) -> float: ...
+
+
+class HistoryStats(Protocol):
+    """What the metrics read of the event history's writer."""
+
+    @property
+    def written(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
+
+    @property
+    def lost(self) -> int: ...
+
+    @property
+    def deleted(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+
+class _HistoryCollector(Collector):
+    def __init__(self, stats: Callable[[], HistoryStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        for name, value, help_text in (
+            ("written", stats.written, "Events committed to the event history."),
+            ("dropped", stats.dropped, "Events the history's writer had no room for (counted, logged)."),
+            ("lost", stats.lost, "Events of transactions that failed twice (a full disk)."),
+            ("deleted", stats.deleted, "Events deleted by retention."),
+        ):
+            counter = CounterMetricFamily(f"stream_detect_events_{name}", help_text)
+            counter.add_metric([], value)
+            yield counter
+        queued = GaugeMetricFamily("stream_detect_events_queued", "Events waiting for the history's writer.")
+        queued.add_metric([], stats.queued)
+        yield queued
 
 
 class _StreamCollector(Collector):
@@ -105,12 +144,16 @@ class Metrics:
     Args:
         streams: The streams, read at every scrape.
         sinks: The sinks' counters, read at every scrape.
+        history: The event history writer's counters (None: the history is off).
     """
 
-    def __init__(self, streams: StreamRegistry, sinks: SinkStatistics) -> None:
+    def __init__(self, streams: StreamRegistry, sinks: SinkStatistics,
+                 history: Callable[[], HistoryStats] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_StreamCollector(streams))
         self.registry.register(_SinkCollector(sinks))
+        if history is not None:
+            self.registry.register(_HistoryCollector(history))
         self.batch_size = Histogram(
             "stream_detect_batch_size",
             "Items per detector batch, per model.",

@@ -27,3 +27,12 @@ def trained_detr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def timm_detr_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny DETR whose config has the shape of facebook/detr-resnet-50's: a timm backbone."""
     return build_tiny_detr(tmp_path_factory.mktemp("models") / "timm-detr", use_timm_backbone=True)
+
+
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's commands keep their state (streams changed at run time, the event history) in a
+    directory of their own, never in the user's: processes started by the test inherit it."""
+    directory = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("XDG_DATA_HOME", str(directory))
+    return directory / "stream-detect"

@@ -14,11 +14,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..config import DEFAULT_MODEL_NAME
+from ..events.query import EventQueries
 from ..metrics import CONTENT_TYPE
 from ..ports import Lifecycle
 from .api_docs import install_api_docs
 from .context import ServerContext
 from .dashboard import install_dashboard
+from .events_api import install_events_api, install_events_off
 from .hosts import HostCheck
 from .inference_api import InferenceApi, install_inference_api
 from .preview import Previews, install_preview
@@ -75,8 +77,10 @@ class TokenMiddleware:
 
 
 def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews, inference: InferenceApi,
-               streams_api: StreamsApi) -> FastAPI:
+               streams_api: StreamsApi, events: EventQueries | None = None) -> FastAPI:
     """The application over already wired parts (see :func:`stream_detect.compose.build_app`).
+
+    ``events``: the event history read by ``/events`` and ``/counts`` (None: they answer 404, it is off).
 
     Starting it starts ``lifecycle`` (the pipeline); stopping it stops it.
     """
@@ -101,6 +105,10 @@ def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews,
     app.state.previews = previews
     install_preview(app, context, previews)
     install_streams_api(app, streams_api)
+    if events is not None:
+        install_events_api(app, events)
+    else:
+        install_events_off(app)
     install_dashboard(app)
     install_api_docs(app, tokens_required=context.auth.enabled, open_paths=OPEN_PATHS)
 

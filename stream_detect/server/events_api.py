@@ -139,3 +139,14 @@ def install_events_api(app: FastAPI, store: EventQueries) -> None:
         except EventStoreError as error:
             return _error(503, str(error))
         return JSONResponse(answer)
+
+
+def install_events_off(app: FastAPI) -> None:
+    """The history's routes when it is off: a 404 that says why, rather than an unknown path."""
+    message = "the event history is off (events.enabled is false, or there is no data directory)"
+
+    @app.get("/events", tags=["events"], include_in_schema=False)
+    @app.get("/events/{event_id}", tags=["events"], include_in_schema=False)
+    @app.get("/counts", tags=["events"], include_in_schema=False)
+    async def history_off() -> JSONResponse:
+        return _error(404, message)
