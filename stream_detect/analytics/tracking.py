@@ -46,7 +46,7 @@ class Track:
         label: The label seen most often on its detections (the first seen on a tie).
         score: Score of its latest detection.
         box: ``(4,) float64`` latest detected box ``(xmin, ymin, xmax, ymax)``.
-        first_t, last_t: Times (pts seconds) of its first and latest detection.
+        first_t, last_t: Times (pts seconds) of its first detection (before it was confirmed) and latest.
     """
 
     track_id: int
@@ -95,6 +95,8 @@ class StreamTracker:
         self._library = self._new_library()
         self._by_library_id: dict[int, Track] = {}
         self._last_public_id = 0
+        # A track is confirmed after detections on this many update calls in a row: the first is its start.
+        self._recent_t: deque[float] = deque(maxlen=settings.minimum_consecutive_frames)
 
     def _new_library(self) -> object:
         from trackers import ByteTrackTracker
@@ -126,6 +128,7 @@ class StreamTracker:
         else:
             given = sv.Detections.empty()
         result = self._library.update(given, timestamp=t)  # type: ignore[attr-defined]
+        self._recent_t.append(t)
         track_ids: list[int | None] = [None] * len(detections)
         observed: list[tuple[Track, int]] = []
         started: list[Track] = []
@@ -142,7 +145,7 @@ class StreamTracker:
                 score, label = float(detections.confidence[row]), detections.labels[row]
                 if track is None:
                     self._last_public_id += 1
-                    track = Track(self._last_public_id, label, score, box, first_t=t, last_t=t)
+                    track = Track(self._last_public_id, label, score, box, first_t=self._recent_t[0], last_t=t)
                     self._by_library_id[library_id] = track
                     started.append(track)
                 track.observe(t, box, score, label)
@@ -160,6 +163,7 @@ class StreamTracker:
         """
         ended = self.tracks
         self._by_library_id.clear()
+        self._recent_t.clear()
         self._library = self._new_library()
         return ended
 
