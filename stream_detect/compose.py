@@ -14,7 +14,7 @@ The graph, as :func:`build_pipeline` and :func:`build_app` put it together::
 
 Stages never subscribe themselves: whatever listens, taps or feeds a lane
 is connected here. ``stream-detect run`` and ``demo`` are :func:`build_pipeline`
-(with :func:`build_event_history`'s sink) plus :func:`build_app`; ``annotate`` is
+(with :func:`build_event_outputs`' sinks) plus :func:`build_app`; ``annotate`` is
 :func:`build_pipeline` with a file source and blocking file sinks; ``detect`` is
 :func:`build_still_images`.
 """
@@ -22,12 +22,15 @@ is connected here. ``stream-detect run`` and ``demo`` are :func:`build_pipeline`
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
 from .config import Config, ModelConfig, ServerConfig
 from .detect.base import Detector
+from .errors import ConfigError
 from .events import EventStore, events_path
 from .inference import InferenceLane
 from .metrics import Metrics
@@ -35,6 +38,9 @@ from .pipeline import Pipeline
 from .ports import pipeline_ports
 from .sinks import Overflow, Sink
 from .source_store import SourceStore
+
+if TYPE_CHECKING:
+    from .notify.webhooks import WebhookSink
 
 WEBSOCKET_SINK_BUFFER = 64
 
@@ -51,18 +57,62 @@ def build_pipeline(config: Config, load_detector: Callable[[ModelConfig], Detect
     return pipeline
 
 
-def build_event_history(config: Config) -> EventStore | None:
-    """The event history in ``DATA_DIR/events.db``, or None when it is off (``events.enabled: false``,
-    or no data directory: a library user's in-memory analyzer).
+@dataclass
+class EventOutputs:
+    """Where a running analyzer's events go besides the websocket: the history, the webhooks.
+
+    Each is a sink of the dispatcher (:meth:`sinks`); the server reads the
+    history (``/events``) and the webhooks' deliveries (``/webhooks/deliveries``).
+    """
+
+    history: EventStore | None = None
+    webhooks: WebhookSink | None = None
+
+    def sinks(self) -> list[Sink]:
+        from .events.sink import EventStoreSink
+
+        found: list[Sink] = []
+        if self.history is not None:
+            found.append(EventStoreSink(self.history))
+        if self.webhooks is not None:
+            found.append(self.webhooks)
+        return found
+
+    def close(self) -> None:
+        """Closes what is open (the sinks close them when the pipeline stops; this is for a start that
+        failed before; closing twice is harmless)."""
+        if self.webhooks is not None:
+            self.webhooks.close()
+        if self.history is not None:
+            self.history.close()
+
+
+def build_event_outputs(config: Config) -> EventOutputs:
+    """The event history in ``DATA_DIR/events.db`` (off with ``events.enabled: false`` or without a data
+    directory: a library user's in-memory analyzer) and the webhooks with their outbox in ``DATA_DIR``.
 
     Raises:
-        EventStoreError: the database cannot be used (corrupt, newer, held by another process).
+        EventStoreError: the history's database cannot be used (corrupt, newer, held by another process).
+        ConfigError: webhooks without a data directory for their outbox.
     """
-    if not config.events.enabled or config.data_dir is None:
-        return None
-    path = events_path(Path(config.data_dir).expanduser())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return EventStore(path, max_age_days=config.events.max_age_days, max_events=config.events.max_events)
+    data_dir = Path(config.data_dir).expanduser() if config.data_dir is not None else None
+    outputs = EventOutputs()
+    try:
+        if config.events.enabled and data_dir is not None:
+            path = events_path(data_dir)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            outputs.history = EventStore(path, max_age_days=config.events.max_age_days,
+                                         max_events=config.events.max_events)
+        if config.webhooks:
+            if data_dir is None:
+                raise ConfigError("webhooks need a data directory (data_dir) for their outbox")
+            from .notify.webhooks import WebhookSink
+
+            outputs.webhooks = WebhookSink(config.webhooks, data_dir)
+    except BaseException:
+        outputs.close()
+        raise
+    return outputs
 
 
 def build_still_images(model: ModelConfig, load_detector: Callable[[ModelConfig], Detector],
@@ -76,13 +126,16 @@ def build_still_images(model: ModelConfig, load_detector: Callable[[ModelConfig]
 
 
 def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | None = None,
-              history: EventStore | None = None) -> FastAPI:
+              outputs: EventOutputs | None = None) -> FastAPI:
     """The server of ``pipeline``: its parts made and connected to the pipeline's ports, then the routes
     over them. The server sees the ports (:mod:`.ports`) only, never the pipeline.
 
     ``store`` keeps the streams changed through the API (none: the changes last as long as the process).
-    ``history``: the event history, fed by its sink (:func:`history_sink`) and read by ``/events``.
+    ``outputs``: where events go (:func:`build_event_outputs`; their sinks are on the pipeline already),
+    read by ``/events``, ``/counts`` and ``/webhooks/deliveries``.
     """
+    outputs = outputs or EventOutputs()
+    history, webhooks = outputs.history, outputs.webhooks
     from .server.app import create_app
     from .server.auth import TokenCheck
     from .server.context import ServerContext
@@ -95,7 +148,8 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     for name, lane in api_lanes.items():
         pipeline.workers[name].add_lane(lane)
     ports = pipeline_ports(pipeline, api_lanes)
-    metrics = Metrics(ports.streams, ports.sinks, (lambda: history.stats) if history is not None else None)
+    metrics = Metrics(ports.streams, ports.sinks, (lambda: history.stats) if history is not None else None,
+                      webhooks.stats if webhooks is not None else None)
     pipeline.add_batch_listener(metrics.observe_batch)
     hub = Hub(config.client_queue_size, on_drop=metrics.ws_dropped.inc)
     pipeline.dispatcher.add(HubSink(hub), maxsize=WEBSOCKET_SINK_BUFFER)
@@ -104,11 +158,4 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     previews = Previews(context, ports.preview)
     pipeline.add_frame_tap(previews.on_frame)
     return create_app(context, ports.lifecycle, previews, InferenceApi(context),
-                      StreamsApi(ports.streams, ports.changes, store), history)
-
-
-def history_sink(history: EventStore) -> Sink:
-    """The sink that keeps every event in ``history`` (and closes it when the pipeline stops)."""
-    from .events.sink import EventStoreSink
-
-    return EventStoreSink(history)
+                      StreamsApi(ports.streams, ports.changes, store), history, webhooks)

@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
+from .notify.webhook_config import WebhookConfig
 from .redact import is_secret_name, redact
 
 DEFAULT_MODEL = "facebook/detr-resnet-50"
@@ -388,6 +389,8 @@ class Config(_Strict):
                           "default: $XDG_DATA_HOME/stream-detect or ~/.local/share/stream-detect.",
     )
     events: EventsConfig = EventsConfig()
+    webhooks: list[WebhookConfig] = Field(
+        default_factory=list, description="Each event POSTed, signed (Standard Webhooks), to these receivers.")
 
     def recording_of(self, source: SourceConfig) -> RecordConfig | None:
         """The recording settings that apply to ``source``, or None."""
@@ -441,7 +444,7 @@ def _location(loc: tuple[int | str, ...], source_at_root: bool = False) -> str:
     first part: ``url.colour`` -> ``colour``.
     """
     def is_tag(i: int, part: int | str) -> bool:
-        follows_index = i == 0 if source_at_root else i > 0 and isinstance(loc[i - 1], int)
+        follows_index = i == 0 if source_at_root else i == 2 and loc[0] == "sources" and isinstance(loc[1], int)
         return follows_index and part in SOURCE_KINDS
 
     parts = [str(part) for i, part in enumerate(loc) if not is_tag(i, part)]

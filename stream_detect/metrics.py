@@ -73,6 +73,47 @@ class _HistoryCollector(Collector):
         yield queued
 
 
+class WebhookStats(Protocol):
+    """What the metrics read of the webhooks' deliveries."""
+
+    @property
+    def delivered(self) -> int: ...
+
+    @property
+    def failed(self) -> int: ...
+
+    @property
+    def attempts(self) -> int: ...
+
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
+
+    @property
+    def lost(self) -> int: ...
+
+
+class _WebhookCollector(Collector):
+    def __init__(self, stats: Callable[[], WebhookStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        deliveries = CounterMetricFamily("stream_detect_webhook_deliveries",
+                                         "Webhook deliveries finished since start, by outcome.", labels=["outcome"])
+        for outcome in ("delivered", "failed", "dropped", "lost"):
+            deliveries.add_metric([outcome], getattr(stats, outcome))
+        yield deliveries
+        attempts = CounterMetricFamily("stream_detect_webhook_attempts", "Webhook POSTs made, whatever came back.")
+        attempts.add_metric([], stats.attempts)
+        yield attempts
+        pending = GaugeMetricFamily("stream_detect_webhook_pending", "Webhook deliveries waiting in the outbox.")
+        pending.add_metric([], stats.pending)
+        yield pending
+
+
 class _StreamCollector(Collector):
     def __init__(self, streams: StreamRegistry) -> None:
         self._streams = streams
@@ -145,15 +186,19 @@ class Metrics:
         streams: The streams, read at every scrape.
         sinks: The sinks' counters, read at every scrape.
         history: The event history writer's counters (None: the history is off).
+        webhooks: The webhooks' delivery counters (None: no webhooks).
     """
 
     def __init__(self, streams: StreamRegistry, sinks: SinkStatistics,
-                 history: Callable[[], HistoryStats] | None = None) -> None:
+                 history: Callable[[], HistoryStats] | None = None,
+                 webhooks: Callable[[], WebhookStats] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_StreamCollector(streams))
         self.registry.register(_SinkCollector(sinks))
         if history is not None:
             self.registry.register(_HistoryCollector(history))
+        if webhooks is not None:
+            self.registry.register(_WebhookCollector(webhooks))
         self.batch_size = Histogram(
             "stream_detect_batch_size",
             "Items per detector batch, per model.",

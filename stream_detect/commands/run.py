@@ -6,10 +6,9 @@ import logging
 import socket
 from pathlib import Path
 
-from ..compose import build_app, build_event_history, build_pipeline, history_sink
+from ..compose import EventOutputs, build_app, build_event_outputs, build_pipeline
 from ..config import Config, parse_config
 from ..detect import load_detector
-from ..events import EventStore
 from ..pipeline import Pipeline
 from ..server.runner import build_server
 from ..source_store import ConfigFileStore, SourceStore, StateFileStore, entry_of
@@ -33,9 +32,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def serve(pipeline: Pipeline, config: Config, store: SourceStore | None = None,
-          history: EventStore | None = None) -> int:
+          outputs: EventOutputs | None = None) -> int:
     """Serves ``pipeline`` until SIGINT or SIGTERM; the pipeline starts and stops with the server."""
-    app = build_app(pipeline, config.server, store, history)
+    app = build_app(pipeline, config.server, store, outputs)
     sock = bind_socket(config.server.host, config.server.port)
     host, port = sock.getsockname()[:2]
     shown_host = f"[{host}]" if ":" in host else host
@@ -49,13 +48,12 @@ def run(config: Config, config_file: str | None = None) -> int:
     """Runs the analyzer and its server. Cameras changed through the API are kept in
     ``config_file`` when the sources came from it, else in the data directory."""
     config, store = with_source_store(config, config_file)
-    history = build_event_history(config)
+    outputs = build_event_outputs(config)
     try:
-        pipeline = build_pipeline(config, load_detector, [history_sink(history)] if history is not None else [])
-        return serve(pipeline, config, store, history)
+        pipeline = build_pipeline(config, load_detector, outputs.sinks())
+        return serve(pipeline, config, store, outputs)
     finally:
-        if history is not None:
-            history.close()  # closed already when the pipeline ran; not when the server could not start
+        outputs.close()  # closed already when the pipeline ran; not when the server could not start
 
 
 def with_source_store(config: Config, config_file: str | None) -> tuple[Config, SourceStore]:

@@ -25,6 +25,7 @@ from .hosts import HostCheck
 from .inference_api import InferenceApi, install_inference_api
 from .preview import Previews, install_preview
 from .streams_api import StreamsApi, install_streams_api
+from .webhooks_api import DeliveryQueries, install_webhooks_api
 from .websocket import websocket_endpoint
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,12 @@ class TokenMiddleware:
 
 
 def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews, inference: InferenceApi,
-               streams_api: StreamsApi, events: EventQueries | None = None) -> FastAPI:
+               streams_api: StreamsApi, events: EventQueries | None = None,
+               deliveries: DeliveryQueries | None = None) -> FastAPI:
     """The application over already wired parts (see :func:`stream_detect.compose.build_app`).
 
     ``events``: the event history read by ``/events`` and ``/counts`` (None: they answer 404, it is off).
+    ``deliveries``: the webhooks' outbox read by ``/webhooks/deliveries`` (None: no webhooks).
 
     Starting it starts ``lifecycle`` (the pipeline); stopping it stops it.
     """
@@ -109,6 +112,8 @@ def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews,
         install_events_api(app, events)
     else:
         install_events_off(app)
+    if deliveries is not None:
+        install_webhooks_api(app, deliveries)
     install_dashboard(app)
     install_api_docs(app, tokens_required=context.auth.enabled, open_paths=OPEN_PATHS)
 
