@@ -78,7 +78,7 @@ def test_occupancy_counts_per_label_and_the_changed_flag() -> None:
     stage = analytics(inertia=1)
     flags = []
     for i, inside in enumerate([0, 0, 1, 1, 0]):
-        x = INSIDE_X if inside else OUTSIDE_X
+        x = BORDER_X + (4 if inside else -4)
         result = stage.process(i, i / FPS, 0.0, 640, 360,
                                detections([box_at(x, 200), box_at(100, 300)], labels=["person", "car"]))
         flags.append(result.counts_changed)
