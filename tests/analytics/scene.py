@@ -102,11 +102,12 @@ def noisy_detections(frame: SceneFrame, rng: np.random.Generator, jitter_px: flo
 
     Returns the detections and, per row, the shape it came from.
     """
-    boxes, scores, labels, owners = [], [], [], []
+    boxes: list[list[float]] = []
+    scores, labels, owners = [], [], []
     for owner, truth in frame.truths:
         if rng.random() < miss_rate:
             continue
-        boxes.append(np.asarray(truth.box, float) + rng.normal(0, jitter_px, 4))
+        boxes.append((np.asarray(truth.box, float) + rng.normal(0, jitter_px, 4)).tolist())
         scores.append(float(np.clip(rng.normal(0.85, 0.06), 0.5, 1.0)))
         labels.append(truth.label)
         owners.append(owner)
