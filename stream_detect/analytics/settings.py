@@ -182,6 +182,9 @@ class TrackerConfig(_Strict):
                                      "a zone, or crossing a line, is decided.")
     max_prediction_s: float = Field(
         1.0, ge=0, le=10, description="Overlays move a box at most this far ahead of its last detection.")
+    duplicate_iou: float | None = Field(
+        0.7, gt=0, le=1, description="Before tracking, drop a detection overlapping a stronger one of its label "
+                                     "by this IoU (a duplicate box); null keeps them.")
 
 
 class AnalyticsFields(_Strict):

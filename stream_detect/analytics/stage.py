@@ -36,7 +36,8 @@ class FrameAnalytics:
         track_ids: Per kept detection, its track id, or None (unconfirmed, or the stream is not tracked).
         events: Events decided on this frame, in order.
         counts_changed: A zone occupancy or line count changed on this frame.
-        dropped: Detections dropped on this frame per reason (``mask``, ``filter``).
+        dropped: Detections dropped on this frame per reason (``mask``, ``filter``, and on a tracked
+            stream ``duplicate``: see :func:`.filters.duplicates`).
     """
 
     detections: Detections
@@ -73,7 +74,9 @@ class StreamAnalytics:
         self.stream_id = stream_id
         self.settings = settings
         self.tracking = tracking_enabled(settings)
-        self._filter = DetectionFilter(settings.masks, settings.filters)
+        # Duplicates matter to tracks only: an untracked stream's detections stay as the model gave them.
+        duplicate_iou = settings.tracker.duplicate_iou if self.tracking else None
+        self._filter = DetectionFilter(settings.masks, settings.filters, duplicate_iou)
         inertia = settings.tracker.inertia
         self._tracker = StreamTracker(settings.tracker) if self.tracking else None
         self._zones = ZoneWatch(settings.zones, inertia)

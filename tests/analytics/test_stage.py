@@ -132,6 +132,19 @@ def test_masks_and_filters_drop_before_tracking_and_count_by_reason(tracking: bo
     for i in range(3):
         result = stage.process(i, i / 10, 0.0, 640, 360, detections(boxes, scores, labels))
     # Masked: the first (anchor x 100). Filtered: the car under 0.8, the 10 px box (area below 0.5%).
-    assert dict(result.dropped) == {"mask": 1, "filter": 2}
+    assert dict(result.dropped) == {"mask": 1, "filter": 2, "duplicate": 0}
     assert result.detections.xyxy.tolist() == [list(boxes[1]), list(boxes[4])]
     assert result.track_ids == ((1, 2) if tracking else (None, None))
+
+
+@pytest.mark.parametrize(("tracking", "kept", "dropped"), [(True, 3, 1), (False, 4, 0)])
+def test_a_weaker_duplicate_box_of_the_same_label_is_dropped_on_a_tracked_stream(tracking: bool, kept: int,
+                                                                                dropped: int) -> None:
+    stage = StreamAnalytics("cam", settings(tracking=tracking))
+    boxes = [(100, 100, 140, 140), (101, 99, 141, 141), (300, 100, 340, 140), (301, 100, 341, 140)]
+    # Rows 0 and 1 are one person seen twice; rows 2 and 3 overlap as much but are a person and a car.
+    result = stage.process(0, 0.0, 0.0, 640, 360, detections(boxes, [0.6, 0.95, 0.9, 0.8],
+                                                             ["person", "person", "person", "car"]))
+    assert len(result.detections) == kept and result.dropped["duplicate"] == dropped
+    if tracking:
+        assert result.detections.confidence.tolist() == pytest.approx([0.95, 0.9, 0.8])
