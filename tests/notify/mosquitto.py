@@ -257,6 +257,8 @@ class Relay:
             except OSError:
                 client.close()
                 continue
+            for sock in (client, upstream):  # forwarded at once, as a direct connection would be
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._sockets += [client, upstream]
             for source, target in ((client, upstream), (upstream, client)):

@@ -20,7 +20,7 @@ def test_defaults() -> None:
 
 
 def test_the_password_is_in_no_repr_str_or_dump() -> None:
-    config = MqttConfig(host="broker.local", username="sd", password=PASSWORD)  # type: ignore[arg-type]
+    config = MqttConfig(host="broker.local", username="sd", password=PASSWORD)
     assert config.password is not None and config.password.get_secret_value() == PASSWORD
     for shown in (repr(config), str(config), config.model_dump_json(), str(config.model_dump())):
         assert PASSWORD not in shown
