@@ -60,7 +60,13 @@ class Broker:
     port: int
     directory: Path
     users: dict[str, str] = field(default_factory=dict)
+    tls_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def ca_file(self) -> Path:
+        """With a TLS listener: the CA that signed the broker's certificate (for 127.0.0.1)."""
+        return self.directory / "ca.pem"
 
     @property
     def log_path(self) -> Path:
@@ -82,9 +88,26 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {passwords}"]
         else:
             lines.append("allow_anonymous true")
+        if self.tls_port is not None:
+            if not self.ca_file.exists():
+                self._make_certificates()
+            lines += [f"listener {self.tls_port} 127.0.0.1", f"cafile {self.ca_file}",
+                      f"certfile {self.directory / 'server.pem'}", f"keyfile {self.directory / 'server.key'}"]
         path = self.directory / "mosquitto.conf"
         path.write_text("\n".join(lines) + "\n")
         return path
+
+    def _make_certificates(self) -> None:
+        """A throw-away CA and a server certificate for 127.0.0.1 it signed (OpenSSL's command line)."""
+        d = self.directory
+        (d / "san.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+        for command in (
+            f"req -x509 -newkey rsa:2048 -nodes -keyout {d}/ca.key -out {d}/ca.pem -days 2 -subj /CN=test-ca",
+            f"req -newkey rsa:2048 -nodes -keyout {d}/server.key -out {d}/server.csr -subj /CN=127.0.0.1",
+            f"x509 -req -in {d}/server.csr -CA {d}/ca.pem -CAkey {d}/ca.key -CAcreateserial -out {d}/server.pem "
+            f"-days 2 -extfile {d}/san.cnf",
+        ):
+            subprocess.run(["openssl", *command.split()], check=True, capture_output=True, timeout=60)
 
     def start(self) -> None:
         """Starts mosquitto on :attr:`port` and waits until it accepts connections."""
@@ -93,11 +116,12 @@ class Broker:
         self.process = subprocess.Popen([MOSQUITTO, "-c", str(config)], stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _accepts(self.port):
+        ports = [port for port in (self.port, self.tls_port) if port is not None]
+        while not all(_accepts(port) for port in ports):
             if self.process.poll() is not None:
                 raise AssertionError(f"mosquitto exited with {self.process.returncode}: {self.log[-2000:]}")
             if time.monotonic() > deadline:
-                raise AssertionError(f"mosquitto did not listen on {self.port} in {START_TIMEOUT_S} s")
+                raise AssertionError(f"mosquitto did not listen on {ports} in {START_TIMEOUT_S} s")
             time.sleep(0.02)
 
     def kill(self) -> None:
@@ -117,10 +141,14 @@ class Broker:
 
 
 @contextmanager
-def running_broker(users: dict[str, str] | None = None) -> Iterator[Broker]:
-    """A mosquitto on 127.0.0.1 and a free port (anonymous, or only ``users`` with their passwords)."""
+def running_broker(users: dict[str, str] | None = None, tls: bool = False) -> Iterator[Broker]:
+    """A mosquitto on 127.0.0.1 and a free port (anonymous, or only ``users`` with their passwords).
+
+    With ``tls`` it also listens with TLS on :attr:`Broker.tls_port`, its certificate signed by
+    :attr:`Broker.ca_file`.
+    """
     directory = Path(tempfile.mkdtemp(prefix="mosquitto-"))
-    broker = Broker(free_port(), directory, dict(users or {}))
+    broker = Broker(free_port(), directory, dict(users or {}), free_port() if tls else None)
     try:
         broker.start()
         yield broker

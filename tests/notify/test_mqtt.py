@@ -16,7 +16,7 @@ from stream_detect.errors import ConfigError
 from stream_detect.notify.mqtt import MqttSink
 from stream_detect.notify.mqtt_config import MqttConfig
 from stream_detect.notify.mqtt_topics import StreamTopology
-from stream_detect.sinks import Notice
+from stream_detect.sinks import Dispatcher, EventSink, Notice
 from stream_detect.sources.base import SourceState
 from stream_detect.sources.capture import StateChange
 
@@ -244,3 +244,48 @@ def test_the_password_reaches_the_broker_and_nothing_else(caplog: pytest.LogCapt
 def test_a_ca_file_that_cannot_be_read_is_one_clear_error() -> None:
     with pytest.raises(ConfigError, match=r"mqtt\.ca_file 'missing-ca\.pem': cannot read it"):
         MqttSink(config(free_port(), tls=True, ca_file="missing-ca.pem"))
+
+
+@pytest.mark.timeout(60)
+def test_over_tls_the_broker_is_trusted_through_ca_file_and_refused_without_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="stream_detect")
+    with running_broker(tls=True) as broker, subscriber(broker.port, f"{PREFIX}/#") as live:
+        assert broker.tls_port is not None
+        trusting = MqttSink(config(broker.tls_port, tls=True, ca_file=str(broker.ca_file)))
+        try:
+            live.wait_for(f"{PREFIX}/available", b"online")
+            trusting.on_event(notice(event_message(1, "object.start")))
+            wait_until(lambda: len(live.received(f"{PREFIX}/events")) == 1, 10, "the event over TLS")
+        finally:
+            trusting.close()
+        live.wait_for(f"{PREFIX}/available", b"offline")
+        # The system's CAs do not know the test's: the certificate is refused, and the sink keeps trying.
+        doubting = MqttSink(config(broker.tls_port, tls=True, client_id="doubting"))
+        try:
+            wait_until(lambda: "cannot reach the broker" in caplog.text, 10, "the refusal logged")
+            assert not doubting.stats.connected
+            assert live.last(f"{PREFIX}/available") == b"offline"
+        finally:
+            doubting.close()
+
+
+@pytest.mark.timeout(60)
+def test_behind_the_dispatcher_notices_arrive_and_closing_says_offline() -> None:
+    with running_broker() as broker, subscriber(broker.port, f"{PREFIX}/#") as live:
+        sink: EventSink = MqttSink(config(broker.port), topology=lambda: [porch()])
+        dispatcher = Dispatcher()
+        dispatcher.add(sink)
+        dispatcher.start()
+        try:
+            live.wait_for(f"{PREFIX}/available", b"online")
+            dispatcher.publish_status(StateChange("porch", SourceState.RUNNING, time.time()))
+            for number in range(1, 11):
+                dispatcher.publish_notice(notice(event_message(number, "object.start", track_id=number)))
+            dispatcher.publish_notice(notice(counts_message("porch", {"steps": {"person": 3}})))
+            live.wait_for(f"{PREFIX}/porch/steps/person", b"3")
+            live.wait_for(f"{PREFIX}/porch/all/person", b"10")
+            wait_until(lambda: len(live.received(f"{PREFIX}/events")) == 10, 10, "the 10 events")
+        finally:
+            assert dispatcher.close(10)
+        live.wait_for(f"{PREFIX}/available", b"offline")
