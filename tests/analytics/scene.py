@@ -70,10 +70,11 @@ SHAPES = (
 class SceneFrame:
     index: int
     truths: tuple[tuple[str, GroundTruth], ...]  # (shape name, its visible box)
+    image: np.ndarray | None = None  # (H, W, 3) uint8 RGB, when asked for
 
 
-def render_scene() -> list[SceneFrame]:
-    """The scene's ground truth per frame, each box named by the shape it belongs to."""
+def render_scene(images: bool = False) -> list[SceneFrame]:
+    """The scene's ground truth per frame (and its image), each box named by the shape it belongs to."""
     scene = SyntheticScene(WIDTH, HEIGHT, seed=5, shapes=len(SHAPES))
     colours = [(230, 60, 60), (60, 200, 80), (70, 90, 240), (240, 220, 40)]
     shapes = [_Shape(s.kind, *s.path(0), s.radius, 0.0, 0, 0, 0, colour, -1)
@@ -83,8 +84,9 @@ def render_scene() -> list[SceneFrame]:
     for index in range(FRAMES):
         for scripted, shape in zip(SHAPES, shapes, strict=True):
             shape.x, shape.y = scripted.path(index)
-        _, truths = scene.render()
-        frames.append(SceneFrame(index, tuple((_owner(truth, shapes), truth) for truth in truths)))
+        image, truths = scene.render()
+        frames.append(SceneFrame(index, tuple((_owner(truth, shapes), truth) for truth in truths),
+                                 image if images else None))
         scene._t += 1  # the background drifts as in the camera
     return frames
 
