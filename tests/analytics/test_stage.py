@@ -148,3 +148,21 @@ def test_a_weaker_duplicate_box_of_the_same_label_is_dropped_on_a_tracked_stream
     assert len(result.detections) == kept and result.dropped["duplicate"] == dropped
     if tracking:
         assert result.detections.confidence.tolist() == pytest.approx([0.95, 0.9, 0.8])
+
+
+def test_a_source_without_pts_runs_on_capture_times() -> None:
+    stage = StreamAnalytics("cam", settings(tracking=True, tracker={"lost_s": 1.0}))
+    frames = [(i, [box_at(300, 200)] if i < 10 else []) for i in range(25)]
+    ends: list[int] = []
+    for index, boxes in frames:
+        result = stage.process(index, None, 1_800_000_000.0 + index / 10, 640, 360, detections(boxes))
+        ends.extend(index for event in result.events if event.kind == "object.end")
+    assert ends == [19]  # last seen at frame 9: 1 s of capture time later
+
+
+def test_an_untracked_stream_has_no_events_predictions_or_counts() -> None:
+    stage = StreamAnalytics("cam", settings())
+    result = stage.process(0, 0.0, 0.0, 640, 360, detections([box_at(300, 200)]))
+    assert not stage.tracking and result.track_ids == (None,) and result.events == ()
+    assert stage.predicted(0.5) == [] and stage.finish(1.0) == []
+    assert stage.counts_message(1.0)["zones"] == {} and stage.counts_message(1.0)["lines"] == {}
