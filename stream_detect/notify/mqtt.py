@@ -26,10 +26,10 @@ Two kinds of messages, two ways through an outage:
   an old value still in paho's queue can never arrive after a newer one
   (state goes at QoS 0, which paho does not queue).
 
-Whole-frame counts (``<stream>/all/<label>``) are derived here from the
-events: a track counts from its ``object.start`` to its ``object.end``, and
-every count of a stream falls to 0 when the stream ends, fails or stops
-(zone occupancies too; line crossings stay).
+What the state is, and how events, counts and stream changes change it,
+is :class:`~.mqtt_state.RetainedState`'s (whole-frame counts follow
+``object.start`` and ``object.end``; a stream that ends counts nothing);
+what goes on which topic is :mod:`.mqtt_topics`'.
 
 ``<prefix>/available`` is ``online`` (retained) after each connect,
 ``offline`` after :meth:`MqttSink.close`, and ``offline`` as the will when
@@ -45,8 +45,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -60,19 +60,8 @@ from ..sinks import FrameResult, Notice
 from ..sources.base import SourceState
 from ..sources.capture import StateChange
 from .mqtt_config import MqttConfig
-from .mqtt_topics import (
-    OFFLINE,
-    ONLINE,
-    StreamTopology,
-    Topics,
-    clashes,
-    count_payload,
-    discovery_payloads,
-    line_counts,
-    line_topics,
-    occupancy_topics,
-    zone_counts,
-)
+from .mqtt_state import Publish, RetainedState
+from .mqtt_topics import OFFLINE, ONLINE, StreamTopology, Topics, clashes
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +87,6 @@ class MqttStats:
     dropped: int
     connected: bool
     reconnects: int
-
-
-@dataclass(slots=True)
-class _StreamTopics:
-    """The retained topics one stream publishes: all of them, and the occupancies among them."""
-
-    all: set[str] = field(default_factory=set)
-    zones: set[str] = field(default_factory=set)
-    whole_frame: set[str] = field(default_factory=set)
 
 
 class MqttSink:
@@ -137,10 +117,7 @@ class MqttSink:
         self._version = version
         # Guards the state below and orders state publishes against the republish at connect.
         self._lock = threading.Lock()
-        self._retained: dict[str, bytes] = {}
-        self._streams: dict[str, _StreamTopics] = {}
-        self._announced: set[str] = set()
-        self._tracks: dict[tuple[str, str], set[int]] = {}
+        self._state = RetainedState(self.topics, config.discovery_prefix if config.discovery else None, version)
         self._connected = False
         self._connects = 0
         self._outage_logged = False
@@ -200,32 +177,25 @@ class MqttSink:
         """Results are not published (frame-by-frame detections are the websocket's)."""
 
     def on_status(self, change: StateChange) -> None:
-        if change.stream_id not in self._announced:
+        if not self._state.is_announced(change.stream_id):
             self._announce(self._topologies())
         if change.state in _OVER:
-            self._clear_occupancy(change.stream_id)
+            self._apply(self._state.stream_over, change.stream_id)
 
     def on_event(self, notice: Notice) -> None:
         if notice.type == "event":
             self._publish_event(notice)
-            self._follow_tracks(notice.message)
+            self._apply(self._state.event, notice.message)
             self._publish_snapshot(notice.message)
         elif notice.type == "counts":
-            self._publish_counts(notice.message)
+            self._apply(self._state.counts, notice.message)
 
     def forget(self, stream_id: str) -> None:
         """Removes a stream's discovery and retained topics from the broker (a stream removed for good).
 
         Safe from any thread.
         """
-        with self._lock:
-            owned = self._streams.pop(stream_id, None)
-            self._announced.discard(stream_id)
-            for key in [key for key in self._tracks if key[0] == stream_id]:
-                del self._tracks[key]
-            # Kept as empty payloads, which a (re)connect publishes again: a broker that was away still clears them.
-            for topic in sorted(owned.all) if owned else ():
-                self._set(topic, b"")
+        self._apply(self._state.forget, stream_id)
 
     def close(self) -> None:
         """Publishes ``offline``, waits a little for pending events, disconnects. Idempotent."""
@@ -280,21 +250,6 @@ class MqttSink:
             self._published += len(self._in_flight) - len(waiting)
             self._in_flight = deque(waiting)
 
-    def _follow_tracks(self, event: dict[str, Any]) -> None:
-        kind = event.get("kind")
-        if kind not in ("object.start", "object.end"):
-            return
-        stream, label = str(event["stream"]), str(event["label"])
-        with self._lock:
-            tracks = self._tracks.setdefault((stream, label), set())
-            if kind == "object.start":
-                tracks.add(int(event["track_id"]))
-            else:
-                tracks.discard(int(event["track_id"]))
-            topic = self.topics.whole_frame(stream, label)
-            self._own(stream, topic, owned_by="whole_frame")
-            self._set(topic, count_payload(len(tracks)))
-
     def _publish_snapshot(self, event: dict[str, Any]) -> None:
         if self._snapshot_of is None:
             return
@@ -305,53 +260,15 @@ class MqttSink:
                         type(error).__name__, error)
             return
         if jpeg:
-            stream = str(event["stream"])
-            topic = self.topics.snapshot(stream)
-            with self._lock:
-                self._own(stream, topic)
-                self._set(topic, bytes(jpeg))
+            self._apply(self._state.snapshot, str(event["stream"]), bytes(jpeg))
 
-    def _publish_counts(self, message: dict[str, Any]) -> None:
-        stream = str(message["stream"])
-        zones = zone_counts(message, self.topics)
+    def _apply(self, change: Callable[..., list[Publish]], *args: Any) -> None:
+        """Changes the retained state; publishes what changed if connected (else the next connect will)."""
         with self._lock:
-            # A label or zone the message no longer names is empty now: its 0 is published too.
-            for topic in sorted(self._own(stream).zones - zones.keys()):
-                self._set(topic, count_payload(0))
-            for topic, value in zones.items():
-                self._own(stream, topic, owned_by="zones")
-                self._set(topic, count_payload(value))
-            for topic, value in line_counts(message, self.topics).items():
-                self._own(stream, topic)
-                self._set(topic, count_payload(value))
-
-    def _clear_occupancy(self, stream: str) -> None:
-        with self._lock:
-            owned = self._streams.get(stream)
-            for key in [key for key in self._tracks if key[0] == stream]:
-                self._tracks[key].clear()
-            for topic in sorted(owned.zones | owned.whole_frame) if owned else ():
-                self._set(topic, count_payload(0))
-
-    # Shared state: called with self._lock held.
-
-    def _own(self, stream: str, topic: str | None = None,
-             owned_by: Literal["zones", "whole_frame"] | None = None) -> _StreamTopics:
-        """The stream's topics, ``topic`` added (to its zone or whole-frame occupancies if ``owned_by`` says)."""
-        owned = self._streams.setdefault(stream, _StreamTopics())
-        if topic is not None:
-            owned.all.add(topic)
-            if owned_by is not None:
-                getattr(owned, owned_by).add(topic)
-        return owned
-
-    def _set(self, topic: str, payload: bytes) -> None:
-        """Keeps ``payload`` as the topic's retained value; publishes it now if it changed and we are connected."""
-        if self._retained.get(topic) == payload:
-            return
-        self._retained[topic] = payload
-        if self._connected:
-            self._client.publish(topic, payload, qos=0, retain=True)
+            changed = change(*args)
+            if self._connected:
+                for topic, payload in changed:
+                    self._client.publish(topic, payload, qos=0, retain=True)
 
     def _topologies(self) -> list[StreamTopology]:
         try:
@@ -361,31 +278,12 @@ class MqttSink:
             return []
 
     def _announce(self, topologies: list[StreamTopology]) -> None:
-        with self._lock:
-            for topology in topologies:
-                self._announce_one(topology)
-
-    def _announce_one(self, topology: StreamTopology) -> None:
-        stream = topology.stream_id
-        if stream in self._announced:
-            return
-        self._announced.add(stream)
-        for topic in clashes(topology, self.topics):
-            log.warning("MQTT: two counts of stream %r share the topic %s (rename a zone or line)", stream, topic)
-        if self.config.discovery:
-            payloads = discovery_payloads(topology, self.topics, self.config.discovery_prefix, self._version)
-            for topic, payload in payloads.items():
-                self._own(stream, topic)
-                self._set(topic, payload)
-        whole_frame = {self.topics.whole_frame(stream, label) for label in topology.labels}
-        for topic in occupancy_topics(topology, self.topics):
-            self._own(stream, topic, owned_by="whole_frame" if topic in whole_frame else "zones")
-            if not self._retained.get(topic):
-                self._set(topic, count_payload(0))
-        for topic in line_topics(topology, self.topics):
-            self._own(stream, topic)
-            if not self._retained.get(topic):
-                self._set(topic, count_payload(0))
+        for topology in topologies:
+            if not self._state.is_announced(topology.stream_id):
+                for topic in clashes(topology, self.topics):
+                    log.warning("MQTT: two counts of stream %r share the topic %s (rename a zone or line)",
+                                topology.stream_id, topic)
+            self._apply(self._state.announce, topology)
 
     # paho's network thread.
 
@@ -403,19 +301,17 @@ class MqttSink:
                 log.error("MQTT: the broker at %s:%d refused the connection: %s; retrying",
                           self.config.host, self.config.port, reason)
             return
-        topologies = self._topologies()
+        self._announce(self._topologies())  # not connected yet: kept, published below with the rest
         with self._lock:
-            for topology in topologies:
-                self._announce_one(topology)  # kept only: everything goes out below
             self._connected = True
             self._connects += 1
             client.publish(self.topics.available, ONLINE, qos=1, retain=True)
             # In the order first set: a stream's discovery before its state. An empty payload clears a topic.
-            for topic, payload in list(self._retained.items()):
+            for topic, payload in self._state.everything():
                 client.publish(topic, payload, qos=0, retain=True)
         if self._lost_at is not None:
-            log.info("MQTT: reconnected to %s:%d after %.1f s", self.config.host, self.config.port,
-                     time.monotonic() - self._lost_at)
+            log.info("MQTT: connected to %s:%d, after %.1f s without the broker", self.config.host,
+                     self.config.port, time.monotonic() - self._lost_at)
         else:
             log.info("MQTT: connected to %s:%d", self.config.host, self.config.port)
         self._lost_at = None
