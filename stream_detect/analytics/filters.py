@@ -39,9 +39,12 @@ def duplicates(detections: Detections, iou: float) -> np.ndarray:
     high = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
     overlap = (high - low).clip(0).prod(axis=2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ious = overlap / (areas[:, None] + areas[None, :] - overlap)
-    labels = np.array(detections.labels, dtype=object)
-    same = (labels[:, None] == labels[None, :]) & (ious >= iou)
+        close = overlap / (areas[:, None] + areas[None, :] - overlap) >= iou
+    np.fill_diagonal(close, False)
+    if not close.any():  # the common frame: nothing to compare further
+        return duplicate
+    classes = detections.class_id  # one class id per label of the model
+    same = close & (classes[:, None] == classes[None, :])
     order = np.argsort(-detections.confidence, kind="stable")  # strongest first, ties in row order
     rank = np.empty(n, np.int64)
     rank[order] = np.arange(n)

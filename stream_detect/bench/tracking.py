@@ -52,7 +52,8 @@ def moving_objects(objects: int, frames: int, seed: int = 0) -> list[Detections]
     sizes = rng.uniform(30, 70, (objects, 2))
     positions = rng.uniform([0, 0], [WIDTH, HEIGHT], (objects, 2)) - sizes / 2
     velocities = rng.uniform(-12, 12, (objects, 2))  # px per frame
-    labels = tuple(("person", "car", "dog")[i % 3] for i in range(objects))
+    classes = np.arange(objects) % 3
+    labels = tuple(("person", "car", "dog")[c] for c in classes)
     result = []
     for _ in range(frames):
         positions += velocities
@@ -63,7 +64,7 @@ def moving_objects(objects: int, frames: int, seed: int = 0) -> list[Detections]
         seen = rng.random(objects) >= 0.05
         scores = np.clip(rng.normal(0.85, 0.06, objects), 0.5, 1.0)
         result.append(Detections(boxes[seen].astype(np.float32), scores[seen].astype(np.float32),
-                                 np.zeros(int(seen.sum()), np.int64),
+                                 classes[seen].astype(np.int64),
                                  tuple(label for label, s in zip(labels, seen, strict=True) if s)))
     return result
 

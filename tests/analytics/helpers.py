@@ -10,6 +10,7 @@ from stream_detect.records import Detections
 
 WIDTH, HEIGHT = 640, 360
 Box = tuple[float, float, float, float]
+CLASS_IDS: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,9 @@ def box_at(x: float, y: float, size: float = 40) -> Box:
 def detections(boxes: Sequence[Sequence[float]], scores: Sequence[float] | None = None,
                labels: Sequence[str] | None = None) -> Detections:
     count = len(boxes)
-    return Detections.from_lists(list(boxes), list(scores or [0.9] * count), [0] * count,
-                                 list(labels or ["person"] * count))
+    names = list(labels or ["person"] * count)
+    class_ids = [CLASS_IDS.setdefault(name, len(CLASS_IDS)) for name in names]  # one id per label, as a model has
+    return Detections.from_lists(list(boxes), list(scores or [0.9] * count), class_ids, names)
 
 
 def settings(**fields: object) -> AnalyticsFields:
