@@ -29,6 +29,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from .analytics.settings import AnalyticsFields
 from .errors import ConfigError
 from .notify.webhook_config import WebhookConfig
 from .redact import is_secret_name, redact
@@ -68,7 +69,7 @@ class RecordConfig(_Strict):
     retry_s: float = Field(10.0, gt=0, le=3600, description="After a failure (disk full), try again this often.")
 
 
-class _SourceBase(_Strict):
+class _SourceBase(AnalyticsFields):  # strict like _Strict; adds tracking, zones, lines, masks, filters
     id: str = Field(description="Stream id used in messages, URLs and metrics.")
     queue_size: int = Field(2, ge=1, le=256, description="Frames held between capture and detection.")
     drop_policy: Literal["drop_oldest", "block"] | None = Field(

@@ -8,8 +8,8 @@ websocket drops, encodes) are recorded as they occur.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -142,7 +142,17 @@ class _StreamCollector(Collector):
             "Capture to emit latency over recent frames.",
             labels=["stream", "quantile"],
         )
+        filtered = CounterMetricFamily(
+            "stream_detect_detections_dropped", "Detections dropped by the stream's masks or filters.",
+            labels=["stream", "reason"])
+        occupancy = GaugeMetricFamily(
+            "stream_detect_zone_objects", "Tracked objects in a zone now, per label.",
+            labels=["stream", "zone", "label"])
+        crossings = CounterMetricFamily(
+            "stream_detect_line_crossings", "Line crossings since the stream started, per direction and label.",
+            labels=["stream", "line", "direction", "label"])
         for stream in self._streams.all():
+            _add_analytics(stream.id, stream.analytics or {}, filtered, occupancy, crossings)
             captured.add_metric([stream.id], stream.frames_captured)
             processed.add_metric([stream.id], stream.frames_processed)
             dropped.add_metric([stream.id], stream.frames_dropped)
@@ -154,7 +164,25 @@ class _StreamCollector(Collector):
             for quantile, value in ((50, stream.latency_p50_s), (99, stream.latency_p99_s)):
                 if value is not None:
                     latency.add_metric([stream.id, str(quantile / 100)], value)
-        yield from (captured, processed, dropped, corrupt, reconnects, fps, state, latency)
+        yield from (captured, processed, dropped, corrupt, reconnects, fps, state, latency, filtered, occupancy,
+                    crossings)
+
+
+def _add_analytics(stream: str, analytics: Mapping[str, Any], filtered: CounterMetricFamily,
+                   occupancy: GaugeMetricFamily, crossings: CounterMetricFamily) -> None:
+    for reason, count in dict(analytics.get("detections_dropped") or {}).items():
+        filtered.add_metric([stream, reason], count)
+    counts = analytics.get("counts")
+    if not isinstance(counts, Mapping):
+        return
+    for zone, labels in counts["zones"].items():
+        for label, objects in labels.items():
+            occupancy.add_metric([stream, zone, label], objects)
+    for line, count in counts["lines"].items():
+        for direction in ("in", "out"):
+            crossings.add_metric([stream, line, direction, "*"], count[direction])
+            for label, by_label in count.get("labels", {}).items():
+                crossings.add_metric([stream, line, direction, label], by_label[direction])
 
 
 class _SinkCollector(Collector):

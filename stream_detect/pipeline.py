@@ -28,17 +28,19 @@ from typing import Any
 
 import numpy as np
 
+from .analytics.stage import StreamAnalytics
 from .config import DEFAULT_MODEL_NAME, Config, ModelConfig, RecordConfig, SourceConfig, drop_policy, is_live
 from .detect.base import Detector
 from .detect.batching import Take
 from .detect.worker import BatchStats, DetectorWorker
 from .errors import ConfigError, StreamExistsError, UnknownStreamError
 from .frame_queue import DropPolicy, FrameQueue
+from .overlay import Overlay, frame_time
 from .ports import StreamSnapshot
 from .record.recorder import Recorder, RecorderSettings
 from .record.segments import Retention
 from .records import Detections, Frame
-from .sinks import Dispatcher, FrameResult
+from .sinks import Dispatcher, FrameResult, Notice
 from .sources import build_source
 from .sources.base import SourceState
 from .sources.capture import Capture, StateChange
@@ -69,10 +71,16 @@ class StreamRuntime:
     recorder: Recorder | None = None
     removed: bool = False
     drained: bool = False  # the worker has delivered the last frame of its closed queue
+    finished: bool = False  # its open tracks have ended (it ended, or was removed or stopped)
     pending_end: StateChange | None = None  # an end announced once the last result is out
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     lane: Any = field(default=None, repr=False)
     run: int = 0  # numbered by its pipeline: a stream replaced under the same id is a new run
+    # Masks, filters, tracking, zones and lines: used on the detector thread, under ``lock``.
+    analytics: StreamAnalytics | None = field(default=None, repr=False)
+    overlay: Overlay = field(default_factory=Overlay.empty, repr=False)  # what is drawn on its frames
+    counts: dict[str, Any] | None = None  # its latest counts message (tracked streams)
+    detections_dropped: dict[str, int] = field(default_factory=lambda: {"mask": 0, "filter": 0})
 
     @property
     def id(self) -> str:
@@ -105,7 +113,18 @@ class StreamRuntime:
             latency_p50_s=self.latency.percentile(50),
             latency_p99_s=self.latency.percentile(99),
             recording=self.recorder.describe() if self.recorder else None,
+            analytics=self._analytics(),
         )
+
+    def _analytics(self) -> dict[str, Any]:
+        counts = self.counts
+        return {
+            "tracking": bool(self.analytics is not None and self.analytics.tracking),
+            "zones": [zone.model_dump(mode="json", exclude_none=True) for zone in self.config.zones],
+            "lines": [line.model_dump(mode="json", exclude_none=True) for line in self.config.lines],
+            "counts": None if counts is None else {"zones": counts["zones"], "lines": counts["lines"]},
+            "detections_dropped": dict(self.detections_dropped),
+        }
 
 
 class _StreamLane:
@@ -216,6 +235,10 @@ class Pipeline:
         queue: FrameQueue[Frame] = FrameQueue(source_config.queue_size, policy, self.wakeup)
         capture = Capture(build_source(source_config), source_config, queue, self._on_state, self._on_frame)
         stream = StreamRuntime(config=source_config, queue=queue, capture=capture, run=next(self._runs))
+        stream.analytics = StreamAnalytics(source_config.id, source_config)
+        stream.overlay = Overlay.empty(source_config.zones, source_config.lines)
+        if stream.analytics.tracking:
+            stream.counts = stream.analytics.counts_message(time.time())
         record = self.config.recording_of(source_config)
         if record is not None:
             stream.recorder = Recorder(stream.id, recorder_settings(record, source_config))
@@ -305,8 +328,7 @@ class Pipeline:
         return self.add_stream(source_config)
 
     def _stop_stream(self, stream: StreamRuntime, timeout_s: float) -> None:
-        with stream.lock:
-            stream.removed = True
+        self._finish(stream, remove=True)
         stream.capture.stop()
         if not stream.capture.join(timeout_s):
             log.error("stream %s: capture did not stop within %.0f s", stream.id, timeout_s)
@@ -350,6 +372,8 @@ class Pipeline:
             joined &= stream.capture.join(max(0.0, deadline - time.monotonic()))
         for worker in self.workers.values():
             joined &= worker.join(max(0.0, deadline - time.monotonic()))
+        for stream in self.streams.values():  # stopped: their open tracks end, before the sinks close
+            self._finish(stream, remove=True)
         joined &= self.dispatcher.close(max(0.5, deadline - time.monotonic()))  # what is buffered is delivered
         for stream in self.streams.values():  # after capture and sinks: the encoder is flushed last
             if stream.recorder is not None:
@@ -378,14 +402,56 @@ class Pipeline:
                 log.exception("frame tap failed")
 
     def _emit(self, stream: StreamRuntime, frame: Frame, detections: Detections) -> None:
+        """On the detector thread, under the stream's lock: analytics, then the result and its notices."""
+        track_ids: tuple[int | None, ...] | None = None
+        events: tuple[Any, ...] = ()
+        counts_changed = False
+        velocities = None
+        analytics = stream.analytics
+        if analytics is not None:
+            analysed = analytics.process(frame.index, frame.pts, frame.captured_at, frame.width, frame.height,
+                                         detections)
+            detections = analysed.detections
+            for reason, count in analysed.dropped.items():
+                stream.detections_dropped[reason] = stream.detections_dropped.get(reason, 0) + count
+            if analytics.tracking:
+                track_ids, events, counts_changed = analysed.track_ids, analysed.events, analysed.counts_changed
+                velocities = getattr(analysed, "velocities", None)
         emitted_at = time.time()
         stream.processed += 1
         stream.processed_rate.tick()
         stream.latency.add(emitted_at - frame.captured_at)
         stream.last_frame = frame
         stream.last_detections = detections
-        self.dispatcher.publish_result(FrameResult(frame, detections, self.model_id(stream.model), emitted_at),
-                                       should_stop=self._stopping.is_set)
+        settings = stream.config
+        stream.overlay = Overlay(detections, track_ids, velocities, frame_time(frame),
+                                 settings.tracker.max_prediction_s, settings.zones, settings.lines)
+        result = FrameResult(frame, detections, self.model_id(stream.model), emitted_at, track_ids,
+                             overlay=stream.overlay)
+        self.dispatcher.publish_result(result, should_stop=self._stopping.is_set)
+        self._publish(stream, events, counts_changed, emitted_at)
+
+    def _publish(self, stream: StreamRuntime, events: tuple[Any, ...], counts_changed: bool, at: float) -> None:
+        for event in events:
+            self.dispatcher.publish_notice(Notice(stream.id, event.message()))
+        if counts_changed and stream.analytics is not None:
+            stream.counts = stream.analytics.counts_message(at)
+            self.dispatcher.publish_notice(Notice(stream.id, stream.counts))
+
+    def _finish(self, stream: StreamRuntime, remove: bool = False) -> None:
+        """The stream ends (``remove``: is removed or stopped, and publishes nothing more): its open
+        tracks end (``zone.leave``, ``object.end``), once."""
+        with stream.lock:
+            stream.removed = stream.removed or remove
+            if stream.finished:
+                return
+            stream.finished = True
+            analytics = stream.analytics
+            if analytics is None or not analytics.tracking:
+                return
+            at = time.time()
+            events = tuple(analytics.finish(at))
+            self._publish(stream, events, bool(events), at)
 
     def _on_state(self, change: StateChange) -> None:
         stream = self.streams.get(change.stream_id)
@@ -405,7 +471,8 @@ class Pipeline:
         with stream.lock:
             stream.drained = True
             change, stream.pending_end = stream.pending_end, None
-        if change is not None:
+        if change is not None:  # its own end, not a stop: its tracks end with it
+            self._finish(stream)
             self.dispatcher.publish_status(change)
 
     def _on_batch(self, stats: BatchStats) -> None:

@@ -22,6 +22,7 @@ a later call sees the later state.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ import numpy as np
 from .config import ModelConfig, SourceConfig
 from .detect.worker import WorkerState
 from .errors import ModelError
+from .overlay import Overlay
 from .records import Detections
 from .sources.base import SourceState
 
@@ -54,6 +56,9 @@ class StreamSnapshot:
         source_fps, processed_fps: Frames per second read from the source and run through the model.
         latency_p50_s, latency_p99_s: Capture to emit latency over recent frames; None before any.
         recording: Its recorder's description (state, error, counts, directory); None when not recorded.
+        analytics: ``tracking`` (bool), its ``zones`` and ``lines`` as configured, ``counts`` (the latest
+            counts message's ``zones`` and ``lines``; None when not tracked) and ``detections_dropped``
+            by masks and filters.
     """
 
     id: str
@@ -73,10 +78,13 @@ class StreamSnapshot:
     latency_p50_s: float | None
     latency_p99_s: float | None
     recording: Mapping[str, object] | None = None
+    analytics: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
         if self.recording is not None and not isinstance(self.recording, MappingProxyType):
             object.__setattr__(self, "recording", MappingProxyType(dict(self.recording)))
+        if self.analytics is not None and not isinstance(self.analytics, MappingProxyType):
+            object.__setattr__(self, "analytics", MappingProxyType(dict(self.analytics)))
 
     def describe(self) -> dict[str, Any]:
         """The stream's entry in ``GET /streams`` (a new dict at every call)."""
@@ -97,6 +105,7 @@ class StreamSnapshot:
             "reconnects": self.reconnects,
             "latency_ms": {"p50": _milliseconds(self.latency_p50_s), "p99": _milliseconds(self.latency_p99_s)},
             "recording": None if self.recording is None else dict(self.recording),
+            **copy.deepcopy(dict(self.analytics or {})),
         }
 
 
@@ -110,13 +119,18 @@ class PreviewState:
 
     Attributes:
         run: Which run of the stream id this is: a stream replaced under the same id is a new run.
-        detections: Its last detections.
+        overlay: What to draw over its frames: zones, lines, its last detections and their tracks.
         processed_fps: Frames per second run through its model.
     """
 
     run: int
-    detections: Detections
+    overlay: Overlay
     processed_fps: float
+
+    @property
+    def detections(self) -> Detections:
+        """Its last detections."""
+        return self.overlay.detections
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,7 +302,7 @@ class _PipelineStreams:
         stream = self._pipeline.streams.get(stream_id)
         if stream is None or stream.removed:
             return None
-        return PreviewState(stream.run, stream.last_detections, stream.processed_rate.rate())
+        return PreviewState(stream.run, stream.overlay, stream.processed_rate.rate())
 
 
 class _PipelineStreamChanges:

@@ -81,3 +81,10 @@ def status_message(stream_id: str, state: str, at: float, detail: str | None = N
     if detail:
         message["detail"] = detail
     return message
+
+
+def counts_message(stream_id: str, at: float, zones: Any, lines: Any) -> dict[str, Any]:
+    """The websocket message of a stream's counts: ``zones`` (zone -> label -> objects inside now) and
+    ``lines`` (line -> ``in``, ``out`` and the same per label, since the stream started)."""
+    return {"type": "counts", "version": SCHEMA_VERSION, "stream": stream_id, "at": round(at, 6),
+            "zones": zones, "lines": lines}

@@ -27,13 +27,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from .records import Detections, Frame
 from .serialize import detections_message
 from .sources.capture import StateChange
+
+if TYPE_CHECKING:
+    from .overlay import Overlay
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class FrameResult:
     model: str
     emitted_at: float
     track_ids: tuple[int | None, ...] | None = None
+    overlay: Overlay | None = field(default=None, repr=False)  # how to draw it on the frames that follow
     _json: bytes | None = field(default=None, repr=False)
 
     @property

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import signal
 import time
+from pathlib import Path
 
 import cv2
+import httpx
+import jsonschema
 import numpy as np
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -199,3 +202,48 @@ def test_demo_runs_offline_and_streams_shape_detections() -> None:
         served.process.wait(HANG_S)  # serving_command's own stop would give up after 15 s
     assert labels and labels <= {"circle", "square", "triangle"}, labels
     assert served.process.returncode in (0, 130, -signal.SIGINT), "Ctrl-C stops the demo cleanly"
+
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "stream_detect" / "schema" /
+                     "messages.schema.json").read_text())
+
+
+def first_event(ws: ClientConnection, served: Served) -> tuple[dict, list[str]]:
+    """The first event message within HANG_S, and the types of every message seen until then."""
+    types: list[str] = []
+    deadline = time.monotonic() + HANG_S
+    while time.monotonic() < deadline:
+        try:
+            message = json.loads(ws.recv(timeout=max(0.1, deadline - time.monotonic())))
+        except TimeoutError:
+            break
+        types.append(message["type"])
+        if message["type"] == "event":
+            return message, types
+    pytest.fail(f"no event within {HANG_S} s (saw {sorted(set(types))}); stderr: {served.stderr[-2000:]}")
+
+
+@pytest.mark.timeout(5 * HANG_S)
+def test_the_demo_camera_has_a_zone_and_a_line_and_its_events_are_kept() -> None:
+    env = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with serving_command("demo", "--port", "0", env=env) as served:
+        base = served.base.replace("http://", "ws://")
+        with connect(f"{base}/ws?types=event,counts", open_timeout=HANG_S) as ws:
+            event, types = first_event(ws, served)
+        assert set(types) <= {"event", "counts"}, types  # what the client asked for, nothing else
+        jsonschema.validate(event, SCHEMA)
+        assert event["stream"] == "demo-camera" and event["label"] in {"circle", "square", "triangle"}
+        with connect(f"{base}/ws?types=detections", open_timeout=HANG_S) as ws:
+            tracked = [d for _ in range(100) for d in json.loads(ws.recv(timeout=HANG_S))["detections"]
+                       if "track_id" in d]
+            assert tracked, "the demo camera's detections carry track ids"
+        stream = httpx.get(f"{served.base}/streams", timeout=10).json()["streams"][0]
+        assert stream["tracking"] is True and [z["name"] for z in stream["zones"]] == ["right"]
+        assert [line["name"] for line in stream["lines"]] == ["middle"]
+        deadline = time.monotonic() + 10  # the history's writer commits within about a second
+        while time.monotonic() < deadline:
+            kept = httpx.get(f"{served.base}/events/{event['id']}", timeout=10)
+            if kept.status_code == 200:
+                break
+            time.sleep(0.2)
+        assert kept.status_code == 200 and kept.json() == event

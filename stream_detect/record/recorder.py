@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import IO
 
 from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
-from ..records import Detections, Frame
-from ..render import draw_detections
+from ..overlay import Overlay
+from ..records import Frame
 from ..sinks import FrameResult
 from .segments import PARTIAL, Retention, final_path, recover_partials, segment_stem
 from .writer import VideoWriter
@@ -109,7 +109,7 @@ class Recorder:
         self.settings = settings
         self.directory = settings.directory / stream_id
         self._frames: FrameQueue[Frame] = FrameQueue(settings.queue_size, DropPolicy.DROP_OLDEST)
-        self._latest = Detections.empty()
+        self._latest = Overlay.empty()
         self._records: list[bytes] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"record:{stream_id}")
@@ -152,7 +152,7 @@ class Recorder:
             return
         line = result.json() + b"\n"
         with self._lock:
-            self._latest = result.detections
+            self._latest = result.overlay if result.overlay is not None else Overlay(result.detections)
             self._records.append(line)
 
     # -- the thread ----------------------------------------------------------
@@ -230,11 +230,11 @@ class Recorder:
             self._close_segment()
             segment = self._segment = _Segment(self.directory, self.stream_id, frame, self.settings)
         with self._lock:
-            detections, records, self._records = self._latest, self._records, []
+            overlay, records, self._records = self._latest, self._records, []
         if records:
             segment.sidecar.write(b"".join(records))
             segment.sidecar.flush()
-        if segment.video.write(draw_detections(frame.image, detections), segment.offset(frame)):
+        if segment.video.write(overlay.draw(frame), segment.offset(frame)):
             segment.last_pts = _timestamp(frame)
             self.frames_written += 1
             if self.state is RecorderState.FAILED:

@@ -9,7 +9,7 @@ from typing import Any
 from ..config import ServerConfig
 from ..metrics import Metrics
 from ..ports import Models, StreamRegistry, StreamSnapshot
-from ..serialize import status_message
+from ..serialize import counts_message, status_message
 from .auth import TokenCheck
 from .hub import Hub
 
@@ -28,3 +28,10 @@ class ServerContext:
     def stream_status(self, stream: StreamSnapshot) -> dict[str, Any]:
         """The status message announcing ``stream``'s state."""
         return status_message(stream.id, stream.state.value, time.time(), stream.detail)
+
+    def stream_counts(self, stream: StreamSnapshot) -> dict[str, Any] | None:
+        """The counts message of a tracked ``stream`` as it is now (None: not tracked)."""
+        counts = (stream.analytics or {}).get("counts")
+        if not isinstance(counts, dict):
+            return None
+        return counts_message(stream.id, time.time(), counts["zones"], counts["lines"])

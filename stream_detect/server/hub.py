@@ -6,9 +6,11 @@ serialised once, on the event loop with ``loop.call_soon_threadsafe``. The
 hub is fed by :class:`HubSink`, on the sink's own thread.
 
 Every client has a small queue; when it is full the oldest detections message
-is dropped (and counted), so a slow client only loses its own messages. Status
-messages are kept before detections: they are rare, and a client that missed
-one would show a stream's state wrongly until the next change. A send that does
+is dropped (and counted), so a slow client only loses its own messages.
+Status, event and counts messages are kept before detections: they are rare,
+and a client that missed one would show a stream's state or counts wrongly
+until the next change, or never hear of an event. A client may ask for some
+message types only (``/ws?types=event,counts``). A send that does
 not complete within ``send_timeout_s`` marks the client stuck and its
 connection is closed, so a peer that never reads cannot hold memory.
 """
@@ -26,13 +28,17 @@ from typing import Any
 import orjson
 
 from ..serialize import status_message
-from ..sinks import FrameResult
+from ..sinks import FrameResult, Notice
 from ..sources.capture import StateChange
 
 log = logging.getLogger(__name__)
 
 
 KEPT_EXTRA = 256
+MESSAGE_TYPES = ("detections", "status", "event", "counts")
+# Rare and stateful: a client that missed one would be wrong until the next (a status, a count) or
+# never learn of it (an event); detections are dropped first.
+KEPT_TYPES = frozenset({"status", "event", "counts"})
 
 
 @dataclass(eq=False)
@@ -41,14 +47,15 @@ class Client:
 
     streams: frozenset[str] | None
     maxsize: int
+    types: frozenset[str] | None = None  # message types it asked for (None: every type)
     messages: collections.deque[tuple[str, bool]] = field(default_factory=collections.deque)  # (text, keep)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     dropped: int = 0
     sent: int = 0
     close_code: int | None = None
 
-    def wants(self, stream: str) -> bool:
-        return self.streams is None or stream in self.streams
+    def wants(self, stream: str, kind: str = "detections") -> bool:
+        return (self.streams is None or stream in self.streams) and (self.types is None or kind in self.types)
 
     def close(self, code: int) -> None:
         """Asks the client's sender to close the connection with ``code`` (on the loop)."""
@@ -103,8 +110,8 @@ class Hub:
     def unbind(self) -> None:
         self._loop = None
 
-    def subscribe(self, streams: frozenset[str] | None) -> Client:
-        client = Client(streams=streams, maxsize=self.client_queue_size)
+    def subscribe(self, streams: frozenset[str] | None, types: frozenset[str] | None = None) -> Client:
+        client = Client(streams=streams, maxsize=self.client_queue_size, types=types)
         self.clients.add(client)
         return client
 
@@ -123,23 +130,24 @@ class Hub:
         """Thread-safe: serialises ``message`` once and fans it out on the loop."""
         if self._loop is None or not self.clients:
             return
-        self.publish_text(str(message.get("stream", "")), orjson.dumps(message).decode(),
-                          keep=message.get("type") == "status")
+        kind = str(message.get("type", ""))
+        self.publish_text(str(message.get("stream", "")), orjson.dumps(message).decode(), keep=kind in KEPT_TYPES,
+                          kind=kind)
 
-    def publish_text(self, stream: str, text: str, keep: bool = False) -> None:
-        """Thread-safe: fans an already serialised message of ``stream`` out on the loop.
+    def publish_text(self, stream: str, text: str, keep: bool = False, kind: str = "detections") -> None:
+        """Thread-safe: fans an already serialised message (of type ``kind``) of ``stream`` out on the loop.
 
         This is the one hand-off from threads to asyncio."""
         loop = self._loop
         if loop is None or not self.clients:
             return
         with contextlib.suppress(RuntimeError):  # the loop closed while shutting down
-            loop.call_soon_threadsafe(self._fan_out, stream, text, keep)
+            loop.call_soon_threadsafe(self._fan_out, stream, text, keep, kind)
 
-    def _fan_out(self, stream: str, text: str, keep: bool) -> None:
+    def _fan_out(self, stream: str, text: str, keep: bool, kind: str) -> None:
         dropped = 0
         for client in self.clients:
-            if client.wants(stream) and client.offer(text, keep):
+            if client.wants(stream, kind) and client.offer(text, keep):
                 dropped += 1
         if dropped and self._on_drop is not None:
             self._on_drop(dropped)
@@ -159,6 +167,10 @@ class HubSink:
 
     def on_status(self, change: StateChange) -> None:
         self.hub.publish(status_message(change.stream_id, change.state.value, change.at, change.detail))
+
+    def on_event(self, notice: Notice) -> None:
+        if self.hub.clients:
+            self.hub.publish_text(notice.stream_id, notice.json().decode(), keep=True, kind=notice.type)
 
     def close(self) -> None:
         pass

@@ -79,12 +79,14 @@ class StreamPreview:
         return state is not None and state.run == self.run
 
     def annotate(self, frame: Frame) -> np.ndarray:
+        """``frame`` with the stream's zones, lines and latest boxes, each tracked box where it is predicted
+        on this frame (the rule: :mod:`stream_detect.overlay`)."""
         state = self._source.preview_state(self.stream_id)
         if state is None or state.run != self.run:  # the stream went away: nothing of another run is drawn
-            detections, fps = Detections.empty(), 0.0
-        else:
-            detections, fps = state.detections, state.processed_fps
-        return draw_detections(frame.image, detections, stream_name=self.stream_id, clock=frame.captured_at, fps=fps)
+            return draw_detections(frame.image, Detections.empty(), stream_name=self.stream_id,
+                                   clock=frame.captured_at, fps=0.0)
+        return state.overlay.draw(frame, stream_name=self.stream_id, clock=frame.captured_at,
+                                  fps=state.processed_fps)
 
     async def _encode(self, frame: Frame) -> bytes:
         def work() -> bytes:

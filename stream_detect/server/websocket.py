@@ -19,7 +19,7 @@ import orjson
 from fastapi.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .hub import Client
+from .hub import MESSAGE_TYPES, Client
 
 if TYPE_CHECKING:
     from .context import ServerContext
@@ -62,16 +62,26 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
         return
     streams_param = websocket.query_params.get("streams")
     streams = frozenset(s for s in streams_param.split(",") if s) if streams_param else None
-    client = context.hub.subscribe(streams)  # before any await: the cap holds under concurrent handshakes
+    types_param = websocket.query_params.get("types")
+    types = frozenset(t for t in types_param.split(",") if t) if types_param else None
+    unknown = sorted(types - set(MESSAGE_TYPES)) if types else []
+    if unknown:
+        await _deny(websocket, 400, f"types: unknown message type {unknown[0][:40]!r} "
+                                    f"(known: {', '.join(MESSAGE_TYPES)})")
+        return
+    client = context.hub.subscribe(streams, types)  # before any await: the cap holds under concurrent handshakes
     try:
         await websocket.accept(subprotocol=_bearer_subprotocol(websocket))
     except Exception:
         context.hub.unsubscribe(client)
         raise
     context.metrics.ws_clients.inc()
-    for stream in context.streams.all():
-        if client.wants(stream.id):
+    for stream in context.streams.all():  # what a new client must know: each stream's state and counts
+        if client.wants(stream.id, "status"):
             client.offer(orjson.dumps(context.stream_status(stream)).decode(), keep=True)
+        counts = context.stream_counts(stream)
+        if counts is not None and client.wants(stream.id, "counts"):
+            client.offer(orjson.dumps(counts).decode(), keep=True)
     sender = asyncio.create_task(_send_loop(websocket, client, context))
     receiver = asyncio.create_task(_receive_loop(websocket))
     try:
