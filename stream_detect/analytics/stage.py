@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from ..records import Detections
 from .events import Counts, Event, counts_message, event_id, wire_box
 from .filters import DetectionFilter
@@ -38,6 +40,9 @@ class FrameAnalytics:
         counts_changed: A zone occupancy or line count changed on this frame.
         dropped: Detections dropped on this frame per reason (``mask``, ``filter``, and on a tracked
             stream ``duplicate``: see :func:`.filters.duplicates`).
+        velocities: ``(N, 4) float64`` pixels per second of pts of each kept box's corners, from its
+            track (zeros without a track). Overlays drawn on another thread move a box by
+            ``velocity * clamp(t - pts, 0, max_prediction_s)``: the rule of :meth:`StreamTracker.predict`.
     """
 
     detections: Detections
@@ -45,6 +50,7 @@ class FrameAnalytics:
     events: tuple[Event, ...]
     counts_changed: bool
     dropped: Mapping[str, int]
+    velocities: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +116,8 @@ class StreamAnalytics:
         """
         kept = self._filter.apply(detections, width, height)
         if self._tracker is None:
-            return FrameAnalytics(kept.detections, (None,) * len(kept.detections), (), False, kept.dropped)
+            return FrameAnalytics(kept.detections, (None,) * len(kept.detections), (), False, kept.dropped,
+                                  np.zeros((len(kept.detections), 4)))
         frame = _FrameContext(frame_index, captured_at)
         self._last_frame = frame
         t, restarted = self._time_line(pts, captured_at)
@@ -125,7 +132,10 @@ class StreamAnalytics:
         transitions.extend(self._lines.observe(t, observed, width, height))
         events = self._dress(transitions, frame)
         changed = any(event.kind in ("zone.enter", "zone.leave", "line.cross") for event in events)
-        return FrameAnalytics(kept.detections, update.track_ids, events, changed, kept.dropped)
+        velocities = np.zeros((len(kept.detections), 4))
+        for track, row in update.observed:
+            velocities[row] = self._tracker.velocity(track)
+        return FrameAnalytics(kept.detections, update.track_ids, events, changed, kept.dropped, velocities)
 
     def _end_tracks(self, tracks: tuple[Track, ...] | list[Track]) -> list[Transition]:
         transitions: list[Transition] = []

@@ -189,22 +189,26 @@ class StreamTracker:
         self._library = self._new_library()
         return ended
 
-    def predict(self, track: Track, t: float) -> np.ndarray:
-        """``(4,) float64``: where ``track``'s box is at time ``t`` (the rule is in the module's docstring)."""
-        ahead = min(t - track.last_t, self.settings.max_prediction_s)
-        if ahead <= 0:
-            return track.box.copy()
+    @staticmethod
+    def velocity(track: Track) -> np.ndarray:
+        """``(4,) float64`` pixels per second of ``track``'s box corners (zeros when not known yet)."""
         recent = [(seen, box) for seen, box in track.history if track.last_t - seen <= VELOCITY_WINDOW_S]
         if len(recent) < 2:
-            return track.box.copy()
+            return np.zeros(4)
         times = np.array([seen for seen, _ in recent])
         boxes = np.stack([box for _, box in recent])
         centred = times - times.mean()
         spread = float(np.dot(centred, centred))
         if spread == 0:
+            return np.zeros(4)
+        return np.asarray(centred @ (boxes - boxes.mean(axis=0)) / spread)
+
+    def predict(self, track: Track, t: float) -> np.ndarray:
+        """``(4,) float64``: where ``track``'s box is at time ``t`` (the rule is in the module's docstring)."""
+        ahead = min(t - track.last_t, self.settings.max_prediction_s)
+        if ahead <= 0:
             return track.box.copy()
-        velocity = centred @ (boxes - boxes.mean(axis=0)) / spread  # (4,) pixels per second
-        return np.asarray(track.box + velocity * ahead)
+        return np.asarray(track.box + self.velocity(track) * ahead)
 
     def predicted_boxes(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Every open track's predicted box at ``t``: ``(M,) int64`` ids and ``(M, 4) float64`` boxes."""

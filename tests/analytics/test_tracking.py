@@ -120,3 +120,15 @@ def test_prediction_keeps_a_moving_box_on_its_object_between_detections() -> Non
             errors_predicted.append(np.abs(np.array(predicted.box) - truth).max())
             errors_last.append(np.abs(last - truth).max())
     assert np.mean(errors_predicted) < 5 < np.mean(errors_last) / 4
+
+
+def test_each_tracked_detection_carries_its_velocity_for_overlays_on_other_threads() -> None:
+    stage = StreamAnalytics("cam", settings(tracking=True))
+    for i in range(6):  # 60 px/s to the right, a still box beside it
+        result = stage.process(i, i / 10, 0.0, 640, 360,
+                               detections([box_at(100 + 6 * i, 200), box_at(400, 100)]))
+    assert result.track_ids == (1, 2)
+    assert result.velocities[0] == pytest.approx([60, 0, 60, 0], abs=1e-6)
+    assert result.velocities[1] == pytest.approx([0, 0, 0, 0], abs=1e-6)
+    first = stage.process(6, 0.6, 0.0, 640, 360, detections([box_at(100, 300)]))  # a new box: no track yet
+    assert first.track_ids == (None,) and first.velocities.tolist() == [[0, 0, 0, 0]]
