@@ -1,4 +1,4 @@
-"""The broker going away: killed and restarted, or cut off by the network; nothing waits, nothing is lost.
+"""The broker going away: killed and restarted, cut off by the network, or hung; nothing waits, nothing is lost.
 
 The sink reaches the broker through a :class:`~tests.notify.mosquitto.Relay`.
 When the broker is killed the relay only keeps the sink from reconnecting
@@ -155,3 +155,28 @@ def test_past_max_pending_the_newest_events_are_dropped_and_counted(caplog: pyte
             assert (sink.stats.published, sink.stats.dropped) == (6, 7)
         finally:
             sink.close()
+
+
+@pytest.mark.timeout(60)
+def test_a_hung_broker_slows_nothing_and_gets_every_event_when_it_wakes(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="stream_detect")
+    with running_broker() as broker, subscriber(broker.port, f"{PREFIX}/#") as live:
+        sink = sink_through(broker.port)  # keepalive 5 s: a ping after 5 s of silence, given up 5 s later
+        try:
+            live.wait_for(f"{PREFIX}/available", b"online")
+            broker.freeze()
+            slowest = send(sink, range(1, 46), spread_s=9.0 / 45)
+            assert slowest < MAX_ON_EVENT_S, f"on_event took {slowest:.3f} s with the broker hung"
+            assert sink.stats.pending == 45
+            wait_until(lambda: not sink.stats.connected, 10, "the sink to give the silent broker up")
+            broker.thaw()
+            # Delivered at least once: one sent on the hung connection may come again on the next.
+            wait_until(lambda: set(event_ids(live)) == set(ids(range(1, 46))), 20, "every event after the thaw")
+            live.wait_for(f"{PREFIX}/available", b"online")
+            assert b"offline" in live.payloads(f"{PREFIX}/available")  # the broker timed the silent sink out
+            wait_until(lambda: sink.stats.pending == 0, 10, "every acknowledgement")
+            assert (sink.stats.published, sink.stats.dropped) == (45, 0)
+        finally:
+            broker.thaw()
+            sink.close()
+    assert caplog.text.count("lost the broker") == 1
