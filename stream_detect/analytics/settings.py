@@ -147,7 +147,7 @@ class MaskConfig(_Strict):
         try:
             _check_polygon(self.polygon, self.units)
         except ValueError as error:
-            raise ValueError(f"mask {self.name or ''!r}: {error}") from None
+            raise ValueError(f"mask {self.name!r}: {error}" if self.name else f"mask: {error}") from None
         return self
 
 

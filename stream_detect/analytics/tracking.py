@@ -30,11 +30,15 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..records import Detections
 from .settings import TrackerConfig
+
+if TYPE_CHECKING:
+    from trackers import ByteTrackTracker
 
 HISTORY = 8
 VELOCITY_WINDOW_S = 1.0
@@ -107,7 +111,8 @@ class StreamTracker:
         self._intervals: deque[float] = deque(maxlen=INTERVALS)
         self._last_t: float | None = None
 
-    def _new_library(self) -> object:
+    def _new_library(self) -> ByteTrackTracker:
+        # Imported when a stream is tracked: trackers and supervision take a while to import.
         from trackers import ByteTrackTracker
 
         s = self.settings
@@ -128,7 +133,7 @@ class StreamTracker:
         if self._last_t is not None and t > self._last_t:
             self._intervals.append(t - self._last_t)
             budget = self._budget_calls(min(self._intervals))
-            self._library.maximum_frames_without_update = budget  # type: ignore[attr-defined]
+            self._library.maximum_frames_without_update = budget
         self._last_t = t
 
     @property
@@ -147,14 +152,17 @@ class StreamTracker:
         else:
             given = sv.Detections.empty()
         self._keep_budget(t)
-        result = self._library.update(given)  # type: ignore[attr-defined]
+        result = self._library.update(given)
         self._recent_t.append(t)
         track_ids: list[int | None] = [None] * len(detections)
         observed: list[tuple[Track, int]] = []
         started: list[Track] = []
         ended: list[Track] = []
         if len(result):
-            for row, library_id in zip(result.data["row"].tolist(), result.tracker_id.tolist(), strict=True):
+            # The library may reorder its output: the "row" column says which input row each one is.
+            result_rows = np.asarray(result.data["row"]).tolist()
+            library_ids = np.asarray(result.tracker_id).tolist()
+            for row, library_id in zip(result_rows, library_ids, strict=True):
                 if library_id < 0:
                     continue
                 track = self._by_library_id.get(library_id)

@@ -127,17 +127,18 @@ class ZoneWatch:
             presence = self._presence[key] = _Presence(Hysteresis(self.inertia, value=0))
         if presence.state.observe(int(is_inside), t):
             if presence.inside:
-                presence.stay_since, presence.label, presence.loitered = presence.state.candidate_since, \
-                    track.label, False
+                presence.stay_since = presence.state.candidate_since
+                presence.label, presence.loitered = track.label, False
                 self._count(zone.name, presence.label, +1)
                 return [Transition("zone.enter", track, zone=zone.name)]
             self._count(zone.name, presence.label, -1)
             duration = presence.state.candidate_since - presence.stay_since
             return [Transition("zone.leave", track, zone=zone.name, duration_s=duration)]
+        stayed = t - presence.stay_since
         if presence.inside and is_inside and not presence.loitered and zone.loiter_s is not None \
-                and t - presence.stay_since >= zone.loiter_s:
+                and stayed >= zone.loiter_s:
             presence.loitered = True
-            return [Transition("zone.loiter", track, zone=zone.name, duration_s=t - presence.stay_since)]
+            return [Transition("zone.loiter", track, zone=zone.name, duration_s=stayed)]
         return []
 
     def end(self, track: Track) -> list[Transition]:
