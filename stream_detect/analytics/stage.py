@@ -5,10 +5,11 @@ from one thread, frames in order. It reads no clock: every decision runs on
 the times it is given (the frame's pts; its capture time only names ``at``).
 
 Time line: ``t`` is the frame's pts, or its capture time for a source without
-timestamps. A pts that goes backwards (a looped file, a reconnect that
-restarts the clock) starts a new time line: the open tracks end there (as
-:meth:`StreamAnalytics.finish` ends them) and ``t`` keeps increasing. Two
-frames with the same pts are taken a microsecond apart.
+timestamps. A pts that goes back by :data:`RESTART_S` or more (a looped
+file, a reconnect that restarts the clock) starts a new time line: the open
+tracks end there (as :meth:`StreamAnalytics.finish` ends them) and ``t``
+keeps increasing. A frame with the same pts as the one before, or a little
+earlier, is taken a microsecond after it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from .tracking import StreamTracker, Track
 from .zones import Transition, ZoneWatch
 
 SAME_PTS_STEP_S = 1e-6
+# A pts this far behind the last one starts a new time line; a smaller step back is taken as no step.
+RESTART_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,10 +98,10 @@ class StreamAnalytics:
         """``t`` of a frame, and whether its pts started a new time line."""
         t = (captured_at if pts is None else pts) + self._offset
         restarted = False
-        if self._last_t is not None and t < self._last_t:
+        if self._last_t is not None and t <= self._last_t - RESTART_S:
             self._offset += self._last_t - t + SAME_PTS_STEP_S
             t, restarted = self._last_t + SAME_PTS_STEP_S, True
-        elif self._last_t is not None and t == self._last_t:
+        elif self._last_t is not None and t <= self._last_t:
             t = self._last_t + SAME_PTS_STEP_S
         self._last_t = t
         return t, restarted

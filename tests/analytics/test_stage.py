@@ -166,3 +166,11 @@ def test_an_untracked_stream_has_no_events_predictions_or_counts() -> None:
     assert not stage.tracking and result.track_ids == (None,) and result.events == ()
     assert stage.predicted(0.5) == [] and stage.finish(1.0) == []
     assert stage.counts_message(1.0)["zones"] == {} and stage.counts_message(1.0)["lines"] == {}
+
+
+def test_a_small_step_back_in_pts_is_no_restart() -> None:
+    stage = StreamAnalytics("cam", settings(zones=[PORCH]))
+    frames = [(i / 10, [box_at(420, 200)]) for i in range(20)]
+    frames[10] = (0.85, frames[10][1])  # 0.05 s behind frame 9
+    seen = run(stage, frames)
+    assert kinds(events_of(seen)) == ["object.start", "zone.enter"]
