@@ -40,7 +40,13 @@ from .sinks import Overflow, Sink
 from .source_store import SourceStore
 
 if TYPE_CHECKING:
+    from .notify.mqtt import MqttSink
+    from .notify.mqtt_topics import StreamTopology
     from .notify.webhooks import WebhookSink
+
+# Models with more labels than this (COCO's 91) announce to Home Assistant only the labels their
+# zones name, or that their 'labels' setting keeps: a sensor per label and zone would swamp it.
+MAX_ANNOUNCED_LABELS = 20
 
 WEBSOCKET_SINK_BUFFER = 64
 
@@ -59,7 +65,7 @@ def build_pipeline(config: Config, load_detector: Callable[[ModelConfig], Detect
 
 @dataclass
 class EventOutputs:
-    """Where a running analyzer's events go besides the websocket: the history, the webhooks.
+    """Where a running analyzer's events go besides the websocket: the history, webhooks, MQTT.
 
     Each is a sink of the dispatcher (:meth:`sinks`); the server reads the
     history (``/events``) and the webhooks' deliveries (``/webhooks/deliveries``).
@@ -67,6 +73,7 @@ class EventOutputs:
 
     history: EventStore | None = None
     webhooks: WebhookSink | None = None
+    mqtt: MqttSink | None = None
 
     def sinks(self) -> list[Sink]:
         from .events.sink import EventStoreSink
@@ -76,11 +83,15 @@ class EventOutputs:
             found.append(EventStoreSink(self.history))
         if self.webhooks is not None:
             found.append(self.webhooks)
+        if self.mqtt is not None:
+            found.append(self.mqtt)
         return found
 
     def close(self) -> None:
         """Closes what is open (the sinks close them when the pipeline stops; this is for a start that
         failed before; closing twice is harmless)."""
+        if self.mqtt is not None:
+            self.mqtt.close()
         if self.webhooks is not None:
             self.webhooks.close()
         if self.history is not None:
@@ -113,6 +124,45 @@ def build_event_outputs(config: Config) -> EventOutputs:
         outputs.close()
         raise
     return outputs
+
+
+def connect_mqtt(outputs: EventOutputs, pipeline: Pipeline, config: Config) -> None:
+    """Starts the MQTT sink of ``config.mqtt`` (if any) over ``pipeline``'s streams: Home Assistant is
+    told each stream's zones, lines and labels, and forgets a stream removed at run time."""
+    if config.mqtt is None:
+        return
+    from .notify.mqtt import MqttSink
+
+    outputs.mqtt = MqttSink(config.mqtt, topology=lambda: stream_topology(pipeline),
+                            public_url=config.server.public_url)
+    pipeline.dispatcher.add(outputs.mqtt)
+    pipeline.add_removal_listener(outputs.mqtt.forget)
+
+
+def stream_topology(pipeline: Pipeline) -> list[StreamTopology]:
+    """What each stream counts, for Home Assistant: its zones with their labels, its lines, and the
+    labels counted over the whole frame: the model's ``labels`` setting, else its own labels when it has
+    at most :data:`MAX_ANNOUNCED_LABELS`, else the labels the stream's zones and lines name."""
+    from .notify.mqtt_topics import StreamTopology
+
+    found = []
+    for stream in pipeline.streams.values():
+        source = stream.config
+        named = sorted({label for zone in source.zones for label in zone.labels or ()}
+                       | {label for line in source.lines for label in line.labels or ()})
+        labels = tuple(_model_labels(pipeline, stream.model) or named)
+        zones = {zone.name: tuple(zone.labels or labels) for zone in source.zones}
+        found.append(StreamTopology(source.id, zones, tuple(line.name for line in source.lines), labels))
+    return found
+
+
+def _model_labels(pipeline: Pipeline, model: str) -> list[str]:
+    configured = pipeline.config.named_models()[model].labels
+    if configured:
+        return list(configured)
+    detector = pipeline.workers[model].detector
+    own = sorted(set(getattr(detector, "labels", {}).values())) if detector is not None else []
+    return own if len(own) <= MAX_ANNOUNCED_LABELS else []
 
 
 def build_still_images(model: ModelConfig, load_detector: Callable[[ModelConfig], Detector],
@@ -148,8 +198,10 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     for name, lane in api_lanes.items():
         pipeline.workers[name].add_lane(lane)
     ports = pipeline_ports(pipeline, api_lanes)
+    mqtt = outputs.mqtt
     metrics = Metrics(ports.streams, ports.sinks, (lambda: history.stats) if history is not None else None,
-                      webhooks.stats if webhooks is not None else None)
+                      webhooks.stats if webhooks is not None else None,
+                      (lambda: mqtt.stats) if mqtt is not None else None)
     pipeline.add_batch_listener(metrics.observe_batch)
     hub = Hub(config.client_queue_size, on_drop=metrics.ws_dropped.inc)
     pipeline.dispatcher.add(HubSink(hub), maxsize=WEBSOCKET_SINK_BUFFER)

@@ -31,6 +31,7 @@ from pydantic_core import ErrorDetails
 
 from .analytics.settings import AnalyticsFields
 from .errors import ConfigError
+from .notify.mqtt_config import MqttConfig
 from .notify.webhook_config import WebhookConfig
 from .redact import is_secret_name, redact
 
@@ -390,6 +391,8 @@ class Config(_Strict):
                           "default: $XDG_DATA_HOME/stream-detect or ~/.local/share/stream-detect.",
     )
     events: EventsConfig = EventsConfig()
+    mqtt: MqttConfig | None = Field(None, description="Events, counts and snapshots to an MQTT broker; "
+                                                      "Home Assistant discovery.")
     webhooks: list[WebhookConfig] = Field(
         default_factory=list, description="Each event POSTed, signed (Standard Webhooks), to these receivers.")
 

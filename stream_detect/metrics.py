@@ -114,6 +114,47 @@ class _WebhookCollector(Collector):
         yield pending
 
 
+class MqttStats(Protocol):
+    """What the metrics read of the MQTT sink."""
+
+    @property
+    def published(self) -> int: ...
+
+    @property
+    def pending(self) -> int: ...
+
+    @property
+    def dropped(self) -> int: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+
+class _MqttCollector(Collector):
+    def __init__(self, stats: Callable[[], MqttStats]) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        for name, value, help_text in (
+            ("published", stats.published, "Events handed to the MQTT broker."),
+            ("dropped", stats.dropped, "Events dropped while the broker was away and the queue was full."),
+            ("reconnects", stats.reconnects, "Reconnections to the MQTT broker."),
+        ):
+            counter = CounterMetricFamily(f"stream_detect_mqtt_events_{name}" if name != "reconnects"
+                                          else "stream_detect_mqtt_reconnects", help_text)
+            counter.add_metric([], value)
+            yield counter
+        pending = GaugeMetricFamily("stream_detect_mqtt_pending", "Events waiting for the MQTT broker.")
+        pending.add_metric([], stats.pending)
+        connected = GaugeMetricFamily("stream_detect_mqtt_connected", "1 while connected to the broker.")
+        connected.add_metric([], 1.0 if stats.connected else 0.0)
+        yield from (pending, connected)
+
+
 class _StreamCollector(Collector):
     def __init__(self, streams: StreamRegistry) -> None:
         self._streams = streams
@@ -215,11 +256,13 @@ class Metrics:
         sinks: The sinks' counters, read at every scrape.
         history: The event history writer's counters (None: the history is off).
         webhooks: The webhooks' delivery counters (None: no webhooks).
+        mqtt: The MQTT sink's counters (None: no broker).
     """
 
     def __init__(self, streams: StreamRegistry, sinks: SinkStatistics,
                  history: Callable[[], HistoryStats] | None = None,
-                 webhooks: Callable[[], WebhookStats] | None = None) -> None:
+                 webhooks: Callable[[], WebhookStats] | None = None,
+                 mqtt: Callable[[], MqttStats] | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(_StreamCollector(streams))
         self.registry.register(_SinkCollector(sinks))
@@ -227,6 +270,8 @@ class Metrics:
             self.registry.register(_HistoryCollector(history))
         if webhooks is not None:
             self.registry.register(_WebhookCollector(webhooks))
+        if mqtt is not None:
+            self.registry.register(_MqttCollector(mqtt))
         self.batch_size = Histogram(
             "stream_detect_batch_size",
             "Items per detector batch, per model.",

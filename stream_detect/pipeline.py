@@ -222,6 +222,7 @@ class Pipeline:
         self.dispatcher = Dispatcher()
         self._frame_taps: list[FrameTap] = []
         self._batch_listeners: list[Callable[[BatchStats], None]] = []
+        self._removal_listeners: list[Callable[[str], None]] = []
         self._changes = threading.Lock()  # one add, replace or remove at a time
         self._started = False
         self._stopping = threading.Event()
@@ -313,6 +314,11 @@ class Pipeline:
                 raise UnknownStreamError(f"no stream {stream_id!r}")
             self._stop_stream(stream, timeout_s)
             self.streams = {key: value for key, value in self.streams.items() if key != stream_id}
+        for listener in self._removal_listeners:
+            try:
+                listener(stream_id)
+            except Exception:
+                log.exception("stream %s: a removal listener failed", stream_id)
 
     def replace_stream(self, source_config: SourceConfig, timeout_s: float = 10.0) -> StreamRuntime:
         """Restarts a stream under the same id with a new entry (a new URL, threshold, model, ...).
@@ -346,6 +352,11 @@ class Pipeline:
 
     def add_batch_listener(self, listener: Callable[[BatchStats], None]) -> None:
         self._batch_listeners.append(listener)
+
+    def add_removal_listener(self, listener: Callable[[str], None]) -> None:
+        """``listener(stream_id)`` once a stream has been removed (not replaced: a replaced stream is
+        removed and added again under its id, and is told too)."""
+        self._removal_listeners.append(listener)
 
     # -- lifecycle -----------------------------------------------------------
 
