@@ -1,5 +1,6 @@
 "use strict";
-// stream-detect dashboard: tiles per stream, live MJPEG, detections over the websocket.
+// stream-detect dashboard: tiles per stream, live MJPEG, detections over the websocket; on tracked
+// streams also live counts (with each zone's and line's name and count placed over the video) and events.
 (() => {
   const params = new URLSearchParams(location.search);
   let token = params.get("token") || sessionStorage.getItem("stream-detect-token") || "";
@@ -25,6 +26,10 @@
     const [r, g, b] = PALETTE[hash % PALETTE.length];
     return `rgb(${r}, ${g}, ${b})`;
   }
+
+  const EVENT_ROWS = 50;  // rows of a tile's event list, and the page asked of /events
+  const EVENTS_KEPT = 300;  // events a tile remembers (what its filters choose from), beyond its rows
+  const KINDS = new Set(["object.start", "object.end", "zone.enter", "zone.leave", "zone.loiter", "line.cross"]);
 
   const grid = document.getElementById("grid");
   const template = document.getElementById("tile");
@@ -53,8 +58,15 @@
     const node = template.content.firstElementChild.cloneNode(true);
     node.dataset.stream = id;
     node.querySelector(".name").textContent = id;
-    tile = { node, labels: new Set(), detections: [], frame: null, since: performance.now() };
+    tile = {
+      id, node, labels: new Set(), detections: [], frame: null, since: performance.now(),
+      size: null,  // the stream's width and height, for zones and lines given in px
+      zones: [], lines: [], geometry: "", counts: null,
+      countsAt: -Infinity,  // when the last counts message arrived: older listings do not overwrite it
+      tracking: false, events: new Map(), eventsAsked: false, historyOff: false, laidOut: "",
+    };
     const image = node.querySelector(".preview");
+    image.addEventListener("load", () => layoutOverlay(tile));
     image.src = withToken(`/streams/${encodeURIComponent(id)}/mjpeg`);
     image.addEventListener("error", () => setTimeout(() => {
       if (tiles.get(id) !== tile) return;  // dropped meanwhile: no more requests for it
@@ -67,6 +79,16 @@
       renderDetections(tile);
     });
     node.querySelector(".label-filter").addEventListener("change", () => renderDetections(tile));
+    const toggle = node.querySelector(".overlay-toggle");
+    toggle.addEventListener("change", () => { node.querySelector(".overlay-layer").hidden = !toggle.checked; });
+    for (const filter of node.querySelectorAll(".kind-filter, .event-label-filter")) {
+      filter.addEventListener("change", () => {
+        renderEvents(tile);
+        if (tile.tracking) loadEvents(tile);
+      });
+    }
+    tile.resize = new ResizeObserver(() => layoutOverlay(tile));
+    tile.resize.observe(node.querySelector(".video"));
     tiles.set(id, tile);
     grid.appendChild(node);
     return tile;
@@ -78,6 +100,7 @@
     if (!tile) return;
     tiles.delete(id);
     clearTimeout(tile.confirmTimer);
+    tile.resize.disconnect();
     const hadFocus = tile.node.contains(document.activeElement);
     tile.node.querySelector(".preview").removeAttribute("src");  // ends its MJPEG request
     tile.node.remove();
@@ -154,6 +177,13 @@
       swatch.className = "swatch";
       swatch.style.background = labelColour(d.label);
       name.append(swatch, `${d.label} ${d.score.toFixed(2)}`);
+      if (Number.isInteger(d.track_id)) {
+        const track = document.createElement("span");
+        track.className = "track";
+        track.textContent = `#${d.track_id}`;
+        track.title = "track id";
+        name.append(" ", track);
+      }
       const box = document.createElement("span");
       box.className = "box";
       box.textContent = `${d.box.xmin},${d.box.ymin} → ${d.box.xmax},${d.box.ymax}`;
@@ -168,26 +198,339 @@
     }
   }
 
+  // A label seen on a stream (in a detection or an event) becomes a choice of both its label filters.
+  function noteLabel(tile, label) {
+    if (typeof label !== "string" || tile.labels.has(label)) return;
+    tile.labels.add(label);
+    tile.node.querySelector(".label-filter").append(new Option(label, label));
+    tile.node.querySelector(".event-label-filter").append(new Option(label, label));
+  }
+
   function onDetections(message) {
     const tile = tileFor(message.stream);
     tile.detections = message.detections;
     tile.frame = message.frame;
     document.getElementById("model").textContent = `model: ${message.model}`;
-    const select = tile.node.querySelector(".label-filter");
-    for (const d of message.detections) {
-      if (!tile.labels.has(d.label)) {
-        tile.labels.add(d.label);
-        select.append(new Option(d.label, d.label));
-      }
-    }
+    for (const d of message.detections) noteLabel(tile, d.label);
     tile.node.querySelector(".overlay-note").textContent = `frame ${message.frame}`;
+    setSize(tile, message.width, message.height);
     renderDetections(tile);
   }
 
-  // A stream's entry of GET /streams (or the POST's answer) shown on its tile.
-  function showStream(s) {
+  // ---- zones and lines: live counts, and each one's name and count over the video
+
+  function setSize(tile, width, height) {
+    if (!(width > 0 && height > 0)) return;
+    const changed = !tile.size || tile.size.width !== width || tile.size.height !== height;
+    tile.size = { width, height };
+    if (changed) renderOverlay(tile);  // px zones and lines move with the stream's size
+    else layoutOverlay(tile);  // the preview's first frame may have just given the picture its size
+  }
+
+  // The zones and lines as configured (from GET /streams): rebuilt only when they change.
+  function setGeometry(tile, zones, lines) {
+    const geometry = JSON.stringify([zones, lines]);
+    if (geometry === tile.geometry) return;
+    tile.geometry = geometry;
+    tile.zones = zones;
+    tile.lines = lines;
+    renderCounts(tile);
+  }
+
+  function setCounts(tile, counts) {
+    tile.counts = { zones: counts.zones || {}, lines: counts.lines || {} };
+    renderCounts(tile);
+  }
+
+  const sum = (values) => values.reduce((total, n) => total + (Number(n) || 0), 0);
+
+  // What a zone or a line counts now: zone -> "n" (objects inside, all labels), line -> "in n · out m".
+  function zoneValue(tile, name) {
+    const labels = tile.counts && tile.counts.zones[name];
+    return labels ? String(sum(Object.values(labels))) : "–";
+  }
+
+  function lineValue(tile, name) {
+    const line = tile.counts && tile.counts.lines[name];
+    return line ? `in ${line.in} · out ${line.out}` : "in – · out –";
+  }
+
+  // Configured names first, in their order, then any the counts name that the listing did not (yet).
+  function names(configured, counted) {
+    const listed = configured.map((entry) => entry.name);
+    return [...listed, ...Object.keys(counted || {}).filter((name) => !listed.includes(name))];
+  }
+
+  function countRow(kind, name, value, labels) {
+    const item = document.createElement("li");
+    item.className = `count count-${kind}`;
+    item.dataset[kind] = name;
+    const what = document.createElement("span");
+    what.className = "count-kind";
+    what.textContent = kind;
+    const title = document.createElement("span");
+    title.className = "count-name";
+    title.textContent = name;
+    const shown = document.createElement("span");
+    shown.className = "count-value";
+    shown.textContent = value;
+    const detail = document.createElement("span");
+    detail.className = "count-labels";
+    detail.textContent = labels.join(" · ");
+    item.append(what, " ", title, " ", shown, " ", detail);
+    return item;
+  }
+
+  function renderCounts(tile) {
+    const section = tile.node.querySelector(".counts");
+    const counts = tile.counts || { zones: {}, lines: {} };
+    const zoneNames = names(tile.zones, counts.zones);
+    const lineNames = names(tile.lines, counts.lines);
+    section.hidden = !zoneNames.length && !lineNames.length;
+    const rows = [
+      ...zoneNames.map((name) => countRow("zone", name, zoneValue(tile, name),
+        Object.entries(counts.zones[name] || {}).map(([label, n]) => `${label} ${n}`))),
+      ...lineNames.map((name) => countRow("line", name, lineValue(tile, name),
+        Object.entries((counts.lines[name] || {}).labels || {})
+          .map(([label, crossed]) => `${label} in ${crossed.in} out ${crossed.out}`))),
+    ];
+    section.querySelector(".count-list").replaceChildren(...rows);
+    renderOverlay(tile);
+  }
+
+  // A point of a zone or a line as fractions of the picture (px ones need the stream's size).
+  function fraction(point, units, size) {
+    if (units !== "px") return [point[0], point[1]];
+    return size ? [point[0] / size.width, point[1] / size.height] : null;
+  }
+
+  const clamp = (value) => Math.min(1, Math.max(0, value));
+
+  // Where a zone's name goes: its polygon's centroid (the mean of its corners when it has no area).
+  function zoneAnchor(zone, size) {
+    const corners = zone.polygon.map((point) => fraction(point, zone.units, size));
+    if (!corners.length || corners.includes(null)) return null;
+    let area = 0, x = 0, y = 0;
+    corners.forEach(([x0, y0], i) => {
+      const [x1, y1] = corners[(i + 1) % corners.length];
+      const cross = x0 * y1 - x1 * y0;
+      area += cross;
+      x += (x0 + x1) * cross;
+      y += (y0 + y1) * cross;
+    });
+    if (Math.abs(area) < 1e-9) {
+      return [sum(corners.map((c) => c[0])) / corners.length, sum(corners.map((c) => c[1])) / corners.length];
+    }
+    return [x / (3 * area), y / (3 * area)];
+  }
+
+  // Where a line's name goes: its midpoint.
+  function lineAnchor(line, size) {
+    const ends = line.points.map((point) => fraction(point, line.units, size));
+    if (ends.length !== 2 || ends.includes(null)) return null;
+    return [(ends[0][0] + ends[1][0]) / 2, (ends[0][1] + ends[1][1]) / 2];
+  }
+
+  function overlayLabel(kind, name, text, anchor) {
+    const label = document.createElement("span");
+    label.className = `overlay-label overlay-${kind}`;
+    label.dataset[kind] = name;
+    label.textContent = text;
+    // Fractions of the layer, which covers exactly the picture: a resize only moves the layer.
+    label.style.left = `${clamp(anchor[0]) * 100}%`;
+    label.style.top = `${clamp(anchor[1]) * 100}%`;
+    return label;
+  }
+
+  function renderOverlay(tile) {
+    const labels = [];
+    for (const zone of tile.zones) {
+      const anchor = zoneAnchor(zone, tile.size);
+      if (anchor) labels.push(overlayLabel("zone", zone.name, `${zone.name} ${zoneValue(tile, zone.name)}`, anchor));
+    }
+    for (const line of tile.lines) {
+      const anchor = lineAnchor(line, tile.size);
+      if (anchor) labels.push(overlayLabel("line", line.name, `${line.name} ${lineValue(tile, line.name)}`, anchor));
+    }
+    tile.node.querySelector(".overlay-layer").replaceChildren(...labels);
+    layoutOverlay(tile);
+  }
+
+  // The layer over the picture as the image shows it (object-fit: contain: centred, letterboxed).
+  function layoutOverlay(tile) {
+    const video = tile.node.querySelector(".video");
+    const image = tile.node.querySelector(".preview");
+    const picture = image.naturalWidth > 0 ? { width: image.naturalWidth, height: image.naturalHeight } : tile.size;
+    const boxWidth = video.clientWidth, boxHeight = video.clientHeight;
+    const key = picture ? `${boxWidth}x${boxHeight} ${picture.width}x${picture.height}` : `${boxWidth}x${boxHeight}`;
+    if (key === tile.laidOut) return;
+    tile.laidOut = key;
+    const layer = tile.node.querySelector(".overlay-layer");
+    const scale = picture ? Math.min(boxWidth / picture.width, boxHeight / picture.height) : 0;
+    const width = picture ? picture.width * scale : boxWidth;
+    const height = picture ? picture.height * scale : boxHeight;
+    layer.style.left = `${(boxWidth - width) / 2}px`;
+    layer.style.top = `${(boxHeight - height) / 2}px`;
+    layer.style.width = `${width}px`;
+    layer.style.height = `${height}px`;
+  }
+
+  function onCounts(message) {
+    const tile = tiles.get(message.stream);  // counts update a tile, never make one
+    if (!tile) return;
+    tile.countsAt = performance.now();
+    setTracking(tile, true);
+    setCounts(tile, message);
+  }
+
+  // ---- events: newest first, from the history (GET /events) and live from the websocket
+
+  function setTracking(tile, tracking) {
+    tile.tracking = tracking;
+    tile.node.querySelector(".events").hidden = !tracking && !tile.events.size;
+    if (tracking && !tile.eventsAsked) {
+      tile.eventsAsked = true;
+      loadEvents(tile);
+    }
+  }
+
+  const newestFirst = (a, b) => b.at - a.at || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0);
+
+  function shownEvents(tile) {
+    const kind = tile.node.querySelector(".kind-filter").value;
+    const label = tile.node.querySelector(".event-label-filter").value;
+    return [...tile.events.values()]
+      .filter((e) => (!kind || e.kind === kind) && (!label || e.label === label))
+      .sort(newestFirst)
+      .slice(0, EVENT_ROWS);
+  }
+
+  // Events of the tile's stream, by id: one arriving both from the history and live is one row.
+  function addEvents(tile, events) {
+    for (const e of events) {
+      if (!e || typeof e.id !== "string" || e.stream !== tile.id || tile.events.has(e.id)) continue;
+      tile.events.set(e.id, e);
+      noteLabel(tile, e.label);
+    }
+    if (tile.events.size > EVENTS_KEPT) {
+      // Forget the oldest, but never a row shown now (an old kind the filter asked the history for).
+      const shown = new Set(shownEvents(tile).map((e) => e.id));
+      const kept = [...tile.events.values()].sort(newestFirst).filter((e, i) => i < EVENTS_KEPT - EVENT_ROWS || shown.has(e.id));
+      tile.events = new Map(kept.map((e) => [e.id, e]));
+    }
+    tile.node.querySelector(".events").hidden = false;
+    renderEvents(tile);
+  }
+
+  function duration(seconds) {
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    const minutes = Math.floor(seconds / 60);
+    if (minutes < 60) return `${minutes} min ${Math.round(seconds % 60)} s`;
+    return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+  }
+
+  function cell(className, text) {
+    const part = document.createElement("span");
+    part.className = className;
+    part.textContent = text;
+    return part;
+  }
+
+  function eventRow(e) {
+    const item = document.createElement("li");
+    item.dataset.id = e.id;
+    item.dataset.kind = e.kind;
+    item.dataset.label = e.label;
+    const when = document.createElement("time");
+    const moment = new Date(e.at * 1000);
+    when.className = "event-time";
+    when.dateTime = moment.toISOString();
+    when.textContent = moment.toLocaleTimeString();
+    when.title = moment.toLocaleString();
+    const kind = cell("event-kind", e.kind);
+    if (KINDS.has(e.kind)) kind.classList.add(`kind-${e.kind.replace(".", "-")}`);
+    const object = cell("event-object", "");
+    const swatch = cell("swatch", "");
+    swatch.style.background = labelColour(e.label);
+    object.append(swatch, e.label);
+    if (Number.isInteger(e.track_id)) object.append(" ", cell("track", `#${e.track_id}`));
+    let place = "";
+    if (e.zone) place = `zone ${e.zone}`;
+    else if (e.line) place = `line ${e.line}${e.direction ? ` · ${e.direction}` : ""}`;
+    const lasted = typeof e.duration_s === "number" ? duration(e.duration_s) : "";
+    item.append(when, kind, object, cell("event-place", place), cell("event-duration", lasted));
+    return item;
+  }
+
+  function renderEvents(tile) {
+    const list = tile.node.querySelector(".event-list");
+    const shown = shownEvents(tile);
+    list.replaceChildren(...shown.map(eventRow));
+    if (!shown.length) {
+      const item = document.createElement("li");
+      item.className = "none";
+      item.textContent = tile.events.size ? "no events pass the filters" : "no events yet";
+      list.append(item);
+    }
+  }
+
+  function eventsNote(tile, text) {
+    const note = tile.node.querySelector(".events-note");
+    note.textContent = text || "";
+    note.hidden = !text;
+  }
+
+  // The history's newest events for the tile's filters (kind= and label= asked of the server), merged
+  // with what the tile knows; the filters then choose among all of them in the page, live ones included.
+  async function loadEvents(tile) {
+    if (tile.historyOff) {
+      renderEvents(tile);
+      return;
+    }
+    const query = new URLSearchParams({ stream: tile.id, limit: String(EVENT_ROWS) });
+    const kind = tile.node.querySelector(".kind-filter").value;
+    const label = tile.node.querySelector(".event-label-filter").value;
+    if (kind) query.set("kind", kind);
+    if (label) query.set("label", label);
+    try {
+      const response = await fetch(`/events?${query}`, {
+        headers: authHeaders, cache: "no-store", signal: AbortSignal.timeout(10000),
+      });
+      if (tiles.get(tile.id) !== tile) return;  // dropped meanwhile
+      if (response.status === 404) {
+        tile.historyOff = true;  // asked again after a reconnect: the server may have restarted
+        eventsNote(tile, "The server keeps no event history: events since this page opened.");
+      } else if (!response.ok) {
+        eventsNote(tile, `History: ${await errorOf(response)}. Live events only.`);
+      } else {
+        const { events } = await response.json();
+        eventsNote(tile, "");
+        addEvents(tile, Array.isArray(events) ? events : []);
+        return;
+      }
+    } catch (error) {
+      if (tiles.get(tile.id) !== tile) return;
+      eventsNote(tile, "The history did not answer: live events only.");
+    }
+    renderEvents(tile);
+  }
+
+  function onEvent(message) {
+    const tile = tiles.get(message.stream);  // an event updates a tile, never makes one
+    if (!tile) return;
+    setTracking(tile, true);
+    addEvents(tile, [message]);
+  }
+
+  // A stream's entry of GET /streams (or the POST's answer) shown on its tile; ``asked``: when that
+  // listing was asked for.
+  function showStream(s, asked) {
     const tile = tileFor(s.id);
     setState(tile, s.state, s.detail);
+    setSize(tile, s.width, s.height);
+    setGeometry(tile, Array.isArray(s.zones) ? s.zones : [], Array.isArray(s.lines) ? s.lines : []);
+    if (s.counts && asked > tile.countsAt) setCounts(tile, s.counts);
+    setTracking(tile, Boolean(s.tracking));
     const q = (v, digits = 1) => (v === null || v === undefined ? "–" : Number(v).toFixed(digits));
     tile.node.querySelector(".source-fps").textContent = `${q(s.source_fps)} fps`;
     tile.node.querySelector(".processed-fps").textContent = `${q(s.processed_fps)} fps`;
@@ -217,7 +560,7 @@
           if (gone.get(s.id) >= asked) continue;  // listed before it was removed
           gone.delete(s.id);  // added again since
         }
-        showStream(s);
+        showStream(s, asked);
       }
     } catch (error) {
       /* the server is restarting: the next poll tries again */
@@ -262,7 +605,7 @@
       if (response.status === 201) {
         const described = await response.json();
         gone.delete(described.id);
-        showStream(described);
+        showStream(described, performance.now());
         addForm.reset();
         closeAddForm();
         return;
@@ -287,13 +630,23 @@
   });
 
   let backoff = 500;
+  let connected = false;
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const protocols = token ? ["stream-detect.v1", `bearer.${token}`] : ["stream-detect.v1"];
-    const socket = new WebSocket(`${scheme}://${location.host}/ws`, protocols);
+    const types = "detections,status,event,counts";
+    const socket = new WebSocket(`${scheme}://${location.host}/ws?types=${types}`, protocols);
     const status = document.getElementById("connection");
     socket.addEventListener("open", () => {
       backoff = 500;
+      if (connected) {
+        // Back after a break: the events of the gap are in the history (and it may be on now).
+        for (const tile of tiles.values()) {
+          tile.historyOff = false;
+          if (tile.tracking) loadEvents(tile);
+        }
+      }
+      connected = true;
       status.textContent = "live";
       status.className = "pill pill-on";
       document.querySelector(".dot").style.background = "var(--ok)";
@@ -302,6 +655,8 @@
       const message = JSON.parse(event.data);
       if (gone.has(message.stream)) return;  // removed: a late message does not bring it back
       if (message.type === "detections") onDetections(message);
+      else if (message.type === "event") onEvent(message);
+      else if (message.type === "counts") onCounts(message);
       else if (message.type === "status") {
         // A stream's last message is "stopped": it updates a tile, never makes one.
         const tile = message.state === "stopped" ? tiles.get(message.stream) : tileFor(message.stream);
