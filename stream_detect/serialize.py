@@ -1,4 +1,6 @@
-"""Detections to the public JSON shapes (pure functions, no I/O).
+"""Every public JSON shape, in one place (pure functions, no I/O): the websocket's messages (detections,
+status, event, counts), which are also the lines of the recordings' and ``annotate``'s JSON Lines and
+the events of ``GET /events``, webhooks and MQTT. The published schema is ``schema/messages.schema.json``.
 
 The detection element is exactly the Hugging Face Inference API's
 object-detection element::
@@ -88,3 +90,27 @@ def counts_message(stream_id: str, at: float, zones: Any, lines: Any) -> dict[st
     ``lines`` (line -> ``in``, ``out`` and the same per label, since the stream started)."""
     return {"type": "counts", "version": SCHEMA_VERSION, "stream": stream_id, "at": round(at, 6),
             "zones": zones, "lines": lines}
+
+
+def event_message(*, event_id: str, kind: str, stream_id: str, at: float, frame: int, track_id: int, label: str,
+                  score: float, box: tuple[int, int, int, int], zone: str | None, line: str | None,
+                  direction: str | None, duration_s: float | None) -> dict[str, Any]:
+    """The event envelope: one shape for every kind (``box`` in integer pixels)."""
+    xmin, ymin, xmax, ymax = box
+    return {
+        "type": "event",
+        "version": SCHEMA_VERSION,
+        "id": event_id,
+        "kind": kind,
+        "stream": stream_id,
+        "at": round(at, 6),
+        "frame": frame,
+        "track_id": track_id,
+        "label": label,
+        "score": round(score, 5),
+        "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax},
+        "zone": zone,
+        "line": line,
+        "direction": direction,
+        "duration_s": None if duration_s is None else round(duration_s, 6),
+    }

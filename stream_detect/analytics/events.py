@@ -1,4 +1,4 @@
-"""Analytics events and counts, and their websocket messages (pure).
+"""Analytics events and counts (pure); their messages are built by :mod:`stream_detect.serialize`.
 
 The event envelope, one shape for every kind::
 
@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from ..serialize import counts_message as wire_counts_message
+from ..serialize import event_message
 from .lines import LineCount
 from .zones import Direction, EventKind
 
@@ -75,24 +77,9 @@ class Event:
 
     def message(self) -> dict[str, Any]:
         """The ``{"type": "event", ...}`` websocket message."""
-        xmin, ymin, xmax, ymax = self.box
-        return {
-            "type": "event",
-            "version": SCHEMA_VERSION,
-            "id": self.id,
-            "kind": self.kind,
-            "stream": self.stream,
-            "at": round(self.at, 6),
-            "frame": self.frame,
-            "track_id": self.track_id,
-            "label": self.label,
-            "score": round(self.score, 5),
-            "box": {"xmin": xmin, "ymin": ymin, "xmax": xmax, "ymax": ymax},
-            "zone": self.zone,
-            "line": self.line,
-            "direction": self.direction,
-            "duration_s": None if self.duration_s is None else round(self.duration_s, 6),
-        }
+        return event_message(event_id=self.id, kind=self.kind, stream_id=self.stream, at=self.at, frame=self.frame,
+                             track_id=self.track_id, label=self.label, score=self.score, box=self.box,
+                             zone=self.zone, line=self.line, direction=self.direction, duration_s=self.duration_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +92,9 @@ class Counts:
 
 def counts_message(stream: str, at: float, counts: Counts) -> dict[str, Any]:
     """The ``{"type": "counts", ...}`` websocket message (shape in the module's docstring)."""
-    return {
-        "type": "counts",
-        "version": SCHEMA_VERSION,
-        "stream": stream,
-        "at": round(at, 6),
-        "zones": {zone: dict(labels) for zone, labels in counts.zones.items()},
-        "lines": {
-            line: {**count.total, "labels": {label: dict(d) for label, d in count.by_label.items()}}
-            for line, count in counts.lines.items()
-        },
-    }
+    return wire_counts_message(
+        stream, at,
+        {zone: dict(labels) for zone, labels in counts.zones.items()},
+        {line: {**count.total, "labels": {label: dict(d) for label, d in count.by_label.items()}}
+         for line, count in counts.lines.items()},
+    )

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ANY_LABEL = "*"
+WHOLE_FRAME = "all"  # the name of the whole frame in counts and MQTT topics
 Units = Literal["fraction", "px"]
 Point = tuple[float, float]
 
@@ -208,6 +209,19 @@ class AnalyticsFields(_Strict):
                 raise ValueError(f"duplicate {what} name {item.name!r}")
             seen.add(item.name)
         return items
+
+    @model_validator(mode="after")
+    def _distinct_regions(self) -> AnalyticsFields:
+        # Zones and lines share one namespace in counts, metrics and MQTT topics (<stream>/<name>/...),
+        # where 'all' stands for the whole frame.
+        zones = {zone.name for zone in self.zones}
+        for line in self.lines:
+            if line.name in zones:
+                raise ValueError(f"zone and line both named {line.name!r}: give them different names")
+        for name in (*zones, *(line.name for line in self.lines)):
+            if name == WHOLE_FRAME:
+                raise ValueError(f"{name!r} stands for the whole frame; give this zone or line another name")
+        return self
 
     @field_validator("filters")
     @classmethod

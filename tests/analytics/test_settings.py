@@ -99,3 +99,15 @@ def test_a_labels_own_limits_win_field_by_field_over_the_star() -> None:
     assert filter_for(filters, "car") == LabelFilter(min_score=0.8, min_area=0.01)
     assert filter_for(filters, "dog") == filters["*"]
     assert filter_for({"car": LabelFilter(max_area=0.5)}, "dog") is None
+
+
+@pytest.mark.parametrize("entry, named", [
+    ({"zones": [{"name": "gate", "polygon": [[0, 0], [1, 0], [1, 1]]}],
+      "lines": [{"name": "gate", "points": [[0.5, 0], [0.5, 1]]}]}, "zone and line both named 'gate'"),
+    ({"zones": [{"name": "all", "polygon": [[0, 0], [1, 0], [1, 1]]}]}, "'all' stands for the whole frame"),
+])
+def test_zones_and_lines_share_one_namespace_without_all(entry: dict, named: str) -> None:
+    from stream_detect.config import ConfigError, parse_source
+
+    with pytest.raises(ConfigError, match=named):
+        parse_source({"id": "cam", "kind": "synthetic", **entry}, "test")

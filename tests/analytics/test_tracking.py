@@ -11,7 +11,7 @@ from stream_detect.analytics.tracking import StreamTracker
 
 from .helpers import box_at, detections, events_of, kinds, run, settings
 
-ZONE = {"name": "all", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}
+ZONE = {"name": "everywhere", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}
 LINE = {"name": "gate", "points": [[0.5, 0], [0.5, 1]]}
 
 
@@ -22,7 +22,7 @@ def test_a_flickering_detection_is_never_confirmed_never_published_and_changes_n
     seen = run(stage, frames)
     assert all(track_id is None for frame in seen for track_id in frame.track_ids)
     assert events_of(seen) == []
-    assert stage.counts().zones == {"all": {}}
+    assert stage.counts().zones == {"everywhere": {}}
     assert stage.counts().lines["gate"].total == {"in": 0, "out": 0}
 
 
