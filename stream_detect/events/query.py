@@ -15,6 +15,14 @@ that order, so it may be used with other filters too.
 
 Times are epoch seconds (UTC); ``after`` is inclusive and ``before``
 exclusive: ``[after, before)``.
+
+Objects: every event of a tracked object names its stream and ``track_id``,
+and the object is its ``object.start`` event. Track ids restart from 1 in
+every run of the analyzer, so :meth:`EventReader.object_of` takes the newest
+``object.start`` of the same stream and track id at or before the event, and
+refuses it when that track id ended (an ``object.end``) in between: the
+event's own start is then missing (dropped or deleted), and the start found
+belongs to an earlier run.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import base64
 import binascii
 import math
 import sqlite3
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +47,7 @@ BUCKETS = {"minute": 60, "hour": 3600, "day": 86400}
 MAX_COUNT_ROWS = 100_000
 CURSOR_VERSION = 1
 MAX_CURSOR_CHARS = 1000
+MAX_PARAMS = 500  # ids per IN (...) of existing(): well under SQLite's variable limit
 
 _SELECT = f"SELECT {', '.join(COLUMNS)} FROM events"
 
@@ -93,6 +103,14 @@ class EventQueries(Protocol):
 
     def counts(self, *, stream: str | None = None, after: float | None = None, before: float | None = None,
                bucket: str = "hour") -> dict[str, Any]: ...
+
+
+class ObjectQueries(EventQueries, Protocol):
+    """The history with the objects' questions too (an :class:`EventReader`)."""
+
+    def object_of(self, event_id: str) -> str | None: ...
+
+    def existing(self, event_ids: Collection[str]) -> set[str]: ...
 
 
 class EventReader:
@@ -179,6 +197,64 @@ class EventReader:
         """The event with ``event_id``, or ``None``."""
         rows = self._rows(f"{_SELECT} WHERE id = ?", [event_id], 1)
         return event_of(rows[0]) if rows else None
+
+    def object_of(self, event_id: str) -> str | None:
+        """The id of the ``object.start`` event of the object ``event_id`` belongs to (itself for an
+        ``object.start``), or ``None``: no such event, or its object's start is not in the history.
+
+        The start is the newest ``object.start`` of the event's stream and track id at or before the
+        event in ``(at, id)`` order, provided no ``object.end`` of that stream and track id lies
+        strictly between the two (see the module's docstring).
+
+        Raises:
+            EventStoreError: the database cannot be read.
+        """
+        connection = self._connect()
+        try:
+            found = connection.execute("SELECT stream, track_id, at, kind FROM events WHERE id = ?",
+                                       [event_id]).fetchone()
+            if found is None:
+                return None
+            stream, track_id, at, kind = found
+            if kind == "object.start":
+                return event_id
+            start = connection.execute(
+                "SELECT id, at FROM events WHERE stream = ? AND track_id = ? AND kind = 'object.start' "
+                "AND (at, id) <= (?, ?) ORDER BY at DESC, id DESC LIMIT 1",
+                [stream, track_id, at, event_id]).fetchone()
+            if start is None:
+                return None
+            start_id, start_at = start
+            ended_between = connection.execute(
+                "SELECT 1 FROM events WHERE stream = ? AND track_id = ? AND kind = 'object.end' "
+                "AND (at, id) > (?, ?) AND (at, id) < (?, ?) LIMIT 1",
+                [stream, track_id, start_at, start_id, at, event_id]).fetchone()
+            return None if ended_between is not None else str(start_id)
+        except sqlite3.DatabaseError as error:
+            raise EventStoreError(f"events database {self.path} cannot be read: {error}") from None
+        finally:
+            connection.close()
+
+    def existing(self, event_ids: Collection[str]) -> set[str]:
+        """Which of ``event_ids`` are in the history (one connection, :data:`MAX_PARAMS` ids a query).
+
+        Raises:
+            EventStoreError: the database cannot be read.
+        """
+        wanted = list(dict.fromkeys(event_ids))
+        found: set[str] = set()
+        connection = self._connect()
+        try:
+            for first in range(0, len(wanted), MAX_PARAMS):
+                chunk = wanted[first:first + MAX_PARAMS]
+                marks = ", ".join("?" * len(chunk))
+                found.update(row[0] for row in connection.execute(f"SELECT id FROM events WHERE id IN ({marks})",
+                                                                  chunk))
+        except sqlite3.DatabaseError as error:
+            raise EventStoreError(f"events database {self.path} cannot be read: {error}") from None
+        finally:
+            connection.close()
+        return found
 
     def counts(self, *, stream: str | None = None, after: float | None = None, before: float | None = None,
                bucket: str = "hour") -> dict[str, Any]:
