@@ -1,0 +1,382 @@
+"""One stream's clips: its encoder thread, its ring of packets and the clips open on it.
+
+:class:`StreamClips` owns a thread (``clips:<stream-id>``) that takes the
+stream's captured frames from a small drop-oldest queue, draws each with
+the latest overlay, encodes it once into an :class:`~.clip_ring.EncodedRing`
+and copies the new packets into every open clip. The pipeline's threads only
+queue: :meth:`StreamClips.put` (a frame) and :meth:`StreamClips.command`
+(open, close, end) never wait on the encoder.
+
+Time line: frames are encoded at their stream time ``t`` (pts, or capture
+time). A ``t`` that goes back by :data:`RESTART_S` or more, jumps ahead by
+more than :data:`MAX_GAP_S`, or a frame of another size starts a new time
+line: the open clips end there and a new encoder starts (as the analytics
+end their tracks). A frame whose ``t`` does not advance (a smaller step
+back, a repeated pts) is skipped, counted.
+
+A clip ends at the first packet at or after its close time, or when it
+reaches ``max_clip_s``, or when the stream ends. A close time the stream's
+frames never reach (a camera that stalls) is given up ``close_wait_s``
+wall-clock seconds after the close was asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
+from ..overlay import Overlay, frame_time
+from ..records import Frame
+from .clip_file import PARTIAL, ClipFile
+from .clip_ring import EncodedPacket, EncodedRing
+
+log = logging.getLogger(__name__)
+
+RESTART_S = 1.0
+MAX_GAP_S = 5.0
+DEFAULT_RATE = 25.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClipLimits:
+    """How much a stream's clips may hold.
+
+    Attributes:
+        max_open: Clips open at once per stream; an object that starts beyond it gets no clip (counted).
+        max_clip_s: A clip is closed at this length (counted as cut).
+        queue_size: Captured frames waiting for the encoder; more drop the oldest (counted).
+        ring_extra_s: Seconds the ring keeps beyond ``pre_s`` and one GOP: how late an object's start
+            may be told (detection latency and the tracker's confirmation).
+        max_ring_bytes: Encoded bytes one stream's ring holds at most.
+        keyframe_s: Longest time between keyframes.
+        preset: libx264's speed preset.
+        close_wait_s: Wall-clock seconds a clip waits for frames to reach its close time.
+    """
+
+    max_open: int = 16
+    max_clip_s: float = 120.0
+    queue_size: int = 8
+    ring_extra_s: float = 3.0
+    max_ring_bytes: int = 32 * 1024 * 1024
+    keyframe_s: float = 1.0
+    preset: str = "veryfast"
+    close_wait_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.max_open < 1 or self.queue_size < 1 or self.max_ring_bytes < 1:
+            raise ValueError(f"clip limits must be positive: {self}")
+        if self.max_clip_s <= 0 or self.keyframe_s <= 0 or self.ring_extra_s < 0 or self.close_wait_s <= 0:
+            raise ValueError(f"clip durations must be positive: {self}")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenClip:
+    """An object started: open its clip from the last keyframe at or before ``from_t``."""
+
+    clip_id: str
+    from_t: float
+
+
+@dataclass(frozen=True, slots=True)
+class CloseClip:
+    """An object ended: close its clip at ``at_t`` (None: ``post_s`` after the newest frame)."""
+
+    clip_id: str
+    at_t: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EndStream:
+    """The stream ended: encode what is queued, then close every open clip."""
+
+
+Command = OpenClip | CloseClip | EndStream
+
+
+@dataclass(slots=True)
+class _Clip:
+    clip_id: str
+    file: ClipFile
+    close_at: float | None = None
+    close_by: float | None = None  # monotonic deadline once a close was asked for
+
+
+@dataclass(slots=True)
+class ClipCounters:
+    """What one stream's clips did (written by its thread, read by anyone)."""
+
+    frames_encoded: int = 0
+    frames_skipped: int = 0
+    encode_s: float = 0.0
+    encoder_failures: int = 0
+    clips_written: int = 0
+    clips_refused: int = 0
+    clips_cut: int = 0
+    clips_failed: int = 0
+    clips_empty: int = 0
+
+
+class StreamClips:
+    """The clips of one stream, on a thread of its own.
+
+    Args:
+        stream_id: The stream.
+        directory: Where its clips go (``<directory>/<clip id>.mp4``).
+        post_s: Seconds of video after an object's last frame (for a close without a time).
+        keep_s: Seconds the ring keeps.
+        rate: The stream's nominal frame rate, or None (:data:`DEFAULT_RATE`).
+        limits: The bounds.
+    """
+
+    def __init__(self, stream_id: str, directory: Path, post_s: float, keep_s: float, rate: float | None,
+                 limits: ClipLimits) -> None:
+        self.stream_id = stream_id
+        self.directory = directory
+        self.post_s = post_s
+        self.keep_s = keep_s
+        self.rate = rate or DEFAULT_RATE
+        self.limits = limits
+        self.overlay = Overlay.empty()  # replaced by the result sink's thread, read here
+        self.counters = ClipCounters()
+        self._wakeup = threading.Condition()
+        self._frames: FrameQueue[Frame] = FrameQueue(limits.queue_size, DropPolicy.DROP_OLDEST, self._wakeup)
+        self._commands: deque[Command] = deque()
+        self._ring: EncodedRing | None = None
+        self._clips: dict[str, _Clip] = {}
+        self._thread = threading.Thread(target=self._run, name=f"clips:{stream_id}")
+
+    # -- any thread ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, frame: Frame) -> None:
+        """Queues a captured frame; never waits (a full queue drops its oldest, counted)."""
+        self._frames.put(frame)
+
+    def command(self, command: Command) -> None:
+        """Queues a command; commands are never dropped (one per object start or end)."""
+        with self._wakeup:
+            self._commands.append(command)
+            self._wakeup.notify_all()
+
+    def stop(self) -> None:
+        """Encodes what is queued, closes the open clips and ends the thread."""
+        self._frames.close()
+
+    def join(self, timeout: float) -> bool:
+        if self._thread.ident is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stats(self) -> dict[str, object]:
+        ring = self._ring
+        counters = self.counters
+        return {
+            "frames_encoded": counters.frames_encoded,
+            "frames_dropped": self._frames.dropped,
+            "frames_skipped": counters.frames_skipped,
+            "encode_ms_mean": round(1000 * counters.encode_s / counters.frames_encoded, 3)
+            if counters.frames_encoded else None,
+            "encoder_failures": counters.encoder_failures,
+            "clips_open": len(self._clips),
+            "clips_written": counters.clips_written,
+            "clips_refused": counters.clips_refused,
+            "clips_cut": counters.clips_cut,
+            "clips_failed": counters.clips_failed,
+            "clips_empty": counters.clips_empty,
+            "ring_packets": len(ring) if ring is not None else 0,
+            "ring_bytes": ring.bytes if ring is not None else 0,
+            "ring_span_s": round(ring.span_s, 3) if ring is not None else 0.0,
+            "ring_trimmed_bytes": ring.trimmed_bytes if ring is not None else 0,
+        }
+
+    # -- the thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        self._remove_partials()
+        try:
+            while True:
+                self._apply_commands()
+                try:
+                    frame = self._frames.get_nowait()
+                except QueueClosed:
+                    break
+                if frame is not None:
+                    self._encode(frame)
+                    continue
+                with self._wakeup:
+                    if not self._commands and not len(self._frames) and not self._frames.closed:
+                        self._wakeup.wait(0.5)
+                self._give_up_waiting()
+        finally:
+            self._apply_commands()
+            self._end_time_line()
+
+    def _remove_partials(self) -> None:
+        """What a crash left half-written: never a clip."""
+        with contextlib.suppress(OSError):
+            for partial in self.directory.glob(f"*.mp4{PARTIAL}"):
+                partial.unlink()
+
+    def _apply_commands(self) -> None:
+        while True:
+            with self._wakeup:
+                if not self._commands:
+                    return
+                command = self._commands.popleft()
+            if isinstance(command, OpenClip):
+                self._open(command)
+            elif isinstance(command, CloseClip):
+                self._ask_close(command)
+            else:
+                self._drain_frames()
+                self._end_time_line()
+
+    def _drain_frames(self) -> None:
+        while True:
+            try:
+                frame = self._frames.get_nowait()
+            except QueueClosed:
+                return
+            if frame is None:
+                return
+            self._encode(frame)
+
+    def _open(self, command: OpenClip) -> None:
+        if command.clip_id in self._clips:
+            return
+        if len(self._clips) >= self.limits.max_open:
+            self.counters.clips_refused += 1
+            log.warning("stream %s: %d clips open; no clip for %s", self.stream_id, len(self._clips),
+                        command.clip_id)
+            return
+        ring = self._ring
+        width, height = (ring.width, ring.height) if ring is not None else (0, 0)
+        clip = _Clip(command.clip_id, ClipFile(self.directory / f"{command.clip_id}.mp4", width, height,
+                                               self.rate))
+        self._clips[clip.clip_id] = clip
+        if ring is not None:
+            for packet in ring.since(command.from_t):
+                if not self._append(clip, packet):
+                    return
+
+    def _ask_close(self, command: CloseClip) -> None:
+        clip = self._clips.get(command.clip_id)
+        if clip is None:  # refused, cut, or closed with its time line
+            return
+        ring = self._ring
+        newest = ring.last_t if ring is not None else None
+        if command.at_t is not None:
+            clip.close_at = command.at_t
+        elif newest is not None:
+            clip.close_at = newest + self.post_s
+        clip.close_by = time.monotonic() + self.post_s + self.limits.close_wait_s
+        if clip.close_at is None or (newest is not None and newest >= clip.close_at):
+            self._finish(clip)
+
+    def _give_up_waiting(self) -> None:
+        now = time.monotonic()
+        for clip in list(self._clips.values()):
+            if clip.close_by is not None and now >= clip.close_by:
+                self._finish(clip)
+
+    def _encode(self, frame: Frame) -> None:
+        t = frame_time(frame)
+        ring = self._ring
+        if ring is not None and ring.last_t is not None:
+            step = t - ring.last_t
+            resized = (frame.height, frame.width) != (ring.height, ring.width)
+            if resized or step <= -RESTART_S or step > MAX_GAP_S:
+                self._end_time_line()
+            elif step <= 0:
+                self.counters.frames_skipped += 1
+                return
+        started = time.perf_counter()
+        try:
+            if self._ring is None:
+                self._ring = self._new_ring(frame)
+            packets = self._ring.encode(self.overlay.draw(frame), t)
+        except Exception as error:  # a broken encoder loses its clips' tail, never the stream
+            self.counters.encoder_failures += 1
+            log.error("stream %s: clip encoder failed: %s: %s", self.stream_id, type(error).__name__, error)
+            self._ring = None
+            self._end_time_line()
+            return
+        self.counters.encode_s += time.perf_counter() - started
+        self.counters.frames_encoded += 1
+        self._deliver(packets)
+
+    def _new_ring(self, frame: Frame) -> EncodedRing:
+        limits = self.limits
+        ring = EncodedRing(frame.width, frame.height, self.rate, self.keep_s, keyframe_s=limits.keyframe_s,
+                           max_bytes=limits.max_ring_bytes, preset=limits.preset)
+        for clip in self._clips.values():  # opened before the first frame: they take its size
+            if not clip.file.started:
+                clip.file.width, clip.file.height = ring.width, ring.height
+        return ring
+
+    def _deliver(self, packets: list[EncodedPacket]) -> None:
+        for packet in packets:
+            for clip in list(self._clips.values()):
+                if not self._append(clip, packet):
+                    continue
+                if clip.close_at is not None and packet.t >= clip.close_at:
+                    self._finish(clip)
+                elif clip.file.first_t is not None and packet.t - clip.file.first_t >= self.limits.max_clip_s:
+                    self.counters.clips_cut += 1
+                    log.info("stream %s: clip %s cut at %.0f s", self.stream_id, clip.clip_id,
+                             self.limits.max_clip_s)
+                    self._finish(clip)
+
+    def _append(self, clip: _Clip, packet: EncodedPacket) -> bool:
+        try:
+            clip.file.append(packet)
+        except Exception as error:  # disk full, permissions: this clip is lost, the others go on
+            self._fail(clip, error)
+            return False
+        return True
+
+    def _end_time_line(self) -> None:
+        """Flushes the encoder into the open clips and closes them all; the next frame starts anew."""
+        ring, self._ring = self._ring, None
+        if ring is not None:
+            try:
+                self._deliver(ring.flush())
+            except Exception as error:
+                self.counters.encoder_failures += 1
+                log.error("stream %s: flushing the clip encoder failed: %s", self.stream_id, error)
+        for clip in list(self._clips.values()):
+            self._finish(clip)
+
+    def _finish(self, clip: _Clip) -> None:
+        self._clips.pop(clip.clip_id, None)
+        try:
+            path = clip.file.close()
+        except Exception as error:
+            self._fail(clip, error)
+            return
+        if path is None:
+            self.counters.clips_empty += 1
+            return
+        self.counters.clips_written += 1
+        log.debug("stream %s: clip %s written (%s to %s)", self.stream_id, path.name, clip.file.first_t,
+                  clip.file.last_t)
+
+    def _fail(self, clip: _Clip, error: Exception) -> None:
+        self._clips.pop(clip.clip_id, None)
+        clip.file.abandon()
+        self.counters.clips_failed += 1
+        detail = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        log.error("stream %s: clip %s failed: %s", self.stream_id, clip.clip_id, detail)
