@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -85,8 +86,13 @@ def serving_with_history(config: Config) -> Iterator[str]:
         outputs.close()  # closed with the pipeline already; not when the start failed
 
 
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.25) -> Any:
-    """``condition()``'s first truthy value, asked every ``every_s`` for at most ``timeout_s``."""
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.25,
+               sleep: Callable[[float], Any] = time.sleep) -> Any:
+    """``condition()``'s first truthy value, asked every ``every_s`` for at most ``timeout_s``.
+
+    With a page open, ``sleep`` is the page's: Playwright's synchronous API runs its event handlers
+    (routes, responses) only while a call of it is waiting.
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         value = condition()
@@ -94,7 +100,7 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, every_
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
-        time.sleep(every_s)
+        sleep(every_s)
 
 
 def listed_stream(base: str, stream: str) -> dict[str, Any]:
@@ -167,12 +173,15 @@ def assert_overlay_placed(seen: dict[str, Any], anchors: dict[tuple[str, str], t
 @dataclass
 class Seen:
     first_listing: dict[tuple[str, str], tuple[str, set[str]]]  # what the page showed, equal to /streams
+    changed_listing: dict[tuple[str, str], tuple[str, set[str]]]  # the same once changed by counts messages
     live_ids: set[str]  # rows that no /events answer of the page's had held yet: they came on the websocket
     events_before_page: list[str]  # ids in the history before the page opened, newest first
     rows: list[dict[str, Any]]  # the event list once it had a live row
     detection_rows: list[str]
     kind_rows: list[dict[str, Any]]  # the rows with the kind filter on `kind`
-    unfiltered_kinds: set[str]  # the kinds listed once the kind filter was back on "all"
+    unfiltered: list[str]  # the ids listed once the filters were back on "all"
+    unfiltered_kinds: set[str]  # and their kinds
+    polls_refused: int  # polls of /streams refused while the counts had to change
     kind: str
     label_rows: list[dict[str, Any]]  # the rows with the event label filter on `label`
     label: str
@@ -189,12 +198,15 @@ def open_page(playwright: Any, errors: list[str], allowed: Callable[[str], bool]
     return browser, page
 
 
-def wait_for_counts(page: Any, tile: Any, base: str, stream: str) -> dict[str, Any]:
-    """The tile once its counts area equals ``GET /streams``' counts (asked right after reading it)."""
+def wait_for_counts(tile: Any, base: str, stream: str, unlike: Any = None,
+                    timeout_s: float = SETTLE_S) -> dict[str, Any]:
+    """The tile once its counts area equals ``GET /streams``' counts (asked right after reading it) and,
+    given ``unlike`` (what ``shown_counts`` gave before), shows other counts than those."""
     def agreed() -> dict[str, Any] | None:
-        seen = tile.evaluate(READ_TILE)
-        return seen if shown_counts(seen) == expected_counts(listed_stream(base, stream)) else None
-    return wait_until(agreed, SETTLE_S, "the counts area equal to GET /streams")
+        seen: dict[str, Any] = tile.evaluate(READ_TILE)
+        shown = shown_counts(seen)
+        return seen if shown != unlike and shown == expected_counts(listed_stream(base, stream)) else None
+    return wait_until(agreed, timeout_s, "the counts area equal to GET /streams" + (" and changed" if unlike else ""))
 
 
 def wait_for_tile(tile: Any, accept: Callable[[dict[str, Any]], bool], what: str,
@@ -226,8 +238,13 @@ def watch_demo(base: str) -> Seen:
                          EVENTS_WITHIN_S, "an event in the history")
     errors: list[str] = []
     answered: set[str] = set()
+    polls_refused: list[bool] = []  # not empty while the test refuses the page's polls of /streams
+    refused: list[str] = []  # the polls refused
+
+    def refused_poll(text: str) -> bool:
+        return bool(polls_refused) and "net::ERR_FAILED" in text and text.endswith("/streams")
     with sync_playwright() as playwright:
-        browser, page = open_page(playwright, errors, allowed=lambda text: False)
+        browser, page = open_page(playwright, errors, allowed=refused_poll)
         try:
             def on_response(response: Any) -> None:
                 if "/events?" in response.url and response.status == 200:
@@ -236,8 +253,23 @@ def watch_demo(base: str) -> Seen:
             page.goto(base + "/")
             tile = page.locator(f'section.tile[data-stream="{stream}"]')
             tile.wait_for(timeout=10_000)
-            first = wait_for_counts(page, tile, base, stream)
+            first = wait_for_counts(tile, base, stream)
             assert_overlay_placed(first, DEMO_ANCHORS)
+            # Once a poll of /streams has been refused (the page polls one at a time: none is still
+            # under way), a change of the counts can only come from the websocket's counts messages.
+            polls_refused.append(True)
+
+            def refuse(route: Any) -> None:
+                refused.append(route.request.url)
+                route.abort()
+            page.route(lambda url: urlsplit(url).path == "/streams", refuse)
+            wait_until(lambda: refused, SETTLE_S, "a poll of /streams refused",
+                       sleep=lambda seconds: page.wait_for_timeout(seconds * 1000))
+            before_change = shown_counts(tile.evaluate(READ_TILE))
+            changed = wait_for_counts(tile, base, stream, unlike=before_change, timeout_s=EVENTS_WITHIN_S)
+            assert_overlay_placed(changed, DEMO_ANCHORS)
+            page.unroute_all()
+            polls_refused.clear()
             # A live row: one no /events answer of the page's held, so it came on the websocket.
             seen = wait_for_tile(tile, lambda s: bool({r["id"] for r in s["events"]} - answered),
                                  "an event row from the websocket", EVENTS_WITHIN_S)
@@ -256,20 +288,23 @@ def watch_demo(base: str) -> Seen:
             kind = next((k for k in ("zone.enter", "line.cross", "object.end") if k in kinds), "object.start")
             kind_rows = choose(tile, ".kind-filter", kind, lambda row: row["kind"] == kind)
             tile.locator(".kind-filter").select_option("", timeout=5_000)
-            unfiltered = wait_for_rows(tile, lambda rows: bool({r["kind"] for r in rows} - {kind}),
-                                       "rows of other kinds back with the filter off")
             label = history[0]["label"]
             label_rows = choose(tile, ".event-label-filter", label, lambda row: row["label"] == label)
-            tile.locator(".event-label-filter").select_option("", timeout=5_000)
+            # Back to "all": the history is asked again, for events the page has already.
+            with page.expect_response(lambda response: "/events?" in response.url, timeout=10_000):
+                tile.locator(".event-label-filter").select_option("", timeout=5_000)
+            unfiltered = wait_for_rows(tile, lambda rows: bool({r["kind"] for r in rows} - {kind}),
+                                       "rows of other kinds back with the filters off")
 
             tile.locator(".overlay-toggle").uncheck(timeout=5_000)
             hidden = all(not shown["visible"] for shown in tile.evaluate(READ_TILE)["overlay"])
             tile.locator(".overlay-toggle").check(timeout=5_000)
         finally:
             browser.close()
-    return Seen(first_listing=shown_counts(first), live_ids=live,
+    return Seen(first_listing=shown_counts(first), changed_listing=shown_counts(changed), live_ids=live,
                 events_before_page=[e["id"] for e in history], rows=seen["events"], detection_rows=detection_rows,
-                kind_rows=kind_rows, unfiltered_kinds={row["kind"] for row in unfiltered}, kind=kind,
+                kind_rows=kind_rows, unfiltered=[row["id"] for row in unfiltered],
+                unfiltered_kinds={row["kind"] for row in unfiltered}, polls_refused=len(refused), kind=kind,
                 label_rows=label_rows, label=label,
                 overlay_hidden_by_toggle=hidden, errors=list(errors))
 
@@ -289,7 +324,7 @@ def test_the_demo_shows_counts_track_ids_and_events_from_the_history_and_live(tm
     with serving_with_history(config) as base:
         seen = watch_demo(base)
     assert time.monotonic() - started < 150
-    assert {key for key in seen.first_listing} == {("zone", "right"), ("line", "middle")}
+    assert set(seen.first_listing) == set(seen.changed_listing) == {("zone", "right"), ("line", "middle")}
     ids = [row["id"] for row in seen.rows]
     assert len(ids) == len(set(ids)), "an event that arrived both ways is one row"
     assert seen.events_before_page[0] in ids, "the history's newest event is listed when the page opens"
@@ -301,6 +336,8 @@ def test_the_demo_shows_counts_track_ids_and_events_from_the_history_and_live(tm
     assert any(re.search(r"#\d+", row) for row in seen.detection_rows), seen.detection_rows
     assert all(row["kind"] == seen.kind for row in seen.kind_rows) and seen.kind_rows
     assert seen.unfiltered_kinds - {seen.kind}, "the filter hid rows of other kinds"
+    assert len(seen.unfiltered) == len(set(seen.unfiltered)), "events asked again of the history are not listed twice"
+    assert seen.polls_refused >= 1, "the counts changed while the page could not poll /streams"
     assert seen.label_rows and all(row["label"] == seen.label for row in seen.label_rows)
     assert seen.overlay_hidden_by_toggle
     assert seen.errors == []
@@ -330,7 +367,7 @@ def test_without_a_history_the_list_is_live_and_px_zones_are_placed() -> None:
             tile.wait_for(timeout=10_000)
             seen = wait_for_tile(tile, lambda s: bool(s["events"]), "an event row from the websocket",
                                  EVENTS_WITHIN_S)
-            placed = wait_for_counts(page, tile, base, "yard")
+            placed = wait_for_counts(tile, base, "yard")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-events-no-history.png"), full_page=True)
         finally:
