@@ -70,6 +70,12 @@ class InferenceLane:
     def drained(self) -> None:
         """Never called: the API's queue stays open for the server's life."""
 
+    def still(self, item: ImageRequest) -> bool:
+        return False  # every image sent is detected
+
+    def carry(self, item: ImageRequest) -> None:
+        raise AssertionError("API requests are never still")
+
 
 class AnswerCache:
     """A bounded LRU of answers keyed by the request's image bytes and parameters."""

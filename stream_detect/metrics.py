@@ -170,6 +170,9 @@ class _StreamCollector(Collector):
         dropped = CounterMetricFamily(
             "stream_detect_frames_dropped", "Frames dropped because the detector lagged.", labels=labels
         )
+        still = CounterMetricFamily(
+            "stream_detect_frames_still", "Frames that skipped the detector because nothing moved.", labels=labels
+        )
         corrupt = CounterMetricFamily(
             "stream_detect_frames_corrupt", "Frames the decoder flagged as damaged.", labels=labels
         )
@@ -198,6 +201,7 @@ class _StreamCollector(Collector):
             processed.add_metric([stream.id], stream.frames_processed)
             dropped.add_metric([stream.id], stream.frames_dropped)
             corrupt.add_metric([stream.id], stream.frames_corrupt)
+            still.add_metric([stream.id], stream.frames_still)
             reconnects.add_metric([stream.id], stream.reconnects)
             fps.add_metric([stream.id], stream.source_fps)
             for candidate in SourceState:
@@ -205,7 +209,7 @@ class _StreamCollector(Collector):
             for quantile, value in ((50, stream.latency_p50_s), (99, stream.latency_p99_s)):
                 if value is not None:
                     latency.add_metric([stream.id, str(quantile / 100)], value)
-        yield from (captured, processed, dropped, corrupt, reconnects, fps, state, latency, filtered, occupancy,
+        yield from (captured, processed, dropped, still, corrupt, reconnects, fps, state, latency, filtered, occupancy,
                     crossings)
 
 

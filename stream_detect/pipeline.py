@@ -68,6 +68,8 @@ class StreamRuntime:
     latency: LatencyWindow = field(default_factory=LatencyWindow)
     last_frame: Frame | None = None
     last_detections: Detections = field(default_factory=Detections.empty)
+    last_raw: Detections = field(default_factory=Detections.empty)  # the detector's, before analytics
+    frames_still: int = 0  # frames that skipped the detector: nothing moved
     recorder: Recorder | None = None
     removed: bool = False
     drained: bool = False  # the worker has delivered the last frame of its closed queue
@@ -114,6 +116,7 @@ class StreamRuntime:
             latency_p99_s=self.latency.percentile(99),
             recording=self.recorder.describe() if self.recorder else None,
             analytics=self._analytics(),
+            frames_still=self.frames_still,
         )
 
     def _analytics(self) -> dict[str, Any]:
@@ -151,6 +154,7 @@ class _StreamLane:
         self._last_failure = None
         with self._stream.lock:  # a removed stream publishes nothing more
             if not self._stream.removed:
+                self._stream.last_raw = detections
                 self._pipeline._emit(self._stream, item, detections)
 
     def fail(self, item: Frame, error: BaseException) -> None:
@@ -163,6 +167,15 @@ class _StreamLane:
 
     def drained(self) -> None:
         self._pipeline._on_drained(self._stream)
+
+    def still(self, item: Frame) -> bool:
+        """Whether ``item`` can skip the detector: never, until the stream gates on motion."""
+        return False
+
+    def carry(self, item: Frame) -> None:
+        with self._stream.lock:
+            if not self._stream.removed:
+                self._pipeline._emit(self._stream, item, self._stream.last_raw, still=True)
 
 
 class RecordingSink:
@@ -412,8 +425,11 @@ class Pipeline:
             except Exception:
                 log.exception("frame tap failed")
 
-    def _emit(self, stream: StreamRuntime, frame: Frame, detections: Detections) -> None:
-        """On the detector thread, under the stream's lock: analytics, then the result and its notices."""
+    def _emit(self, stream: StreamRuntime, frame: Frame, detections: Detections, still: bool = False) -> None:
+        """On the detector thread, under the stream's lock: analytics, then the result and its notices.
+
+        ``still``: nothing moved, the detector rested; ``detections`` are its last ones, carried over
+        (tracks stay where they are: nothing leaves a zone or ends because the detector rested)."""
         track_ids: tuple[int | None, ...] | None = None
         events: tuple[Any, ...] = ()
         counts_changed = False
@@ -429,6 +445,7 @@ class Pipeline:
                 track_ids, events, counts_changed = analysed.track_ids, analysed.events, analysed.counts_changed
                 velocities = getattr(analysed, "velocities", None)
         emitted_at = time.time()
+        stream.frames_still += still
         stream.processed += 1
         stream.processed_rate.tick()
         stream.latency.add(emitted_at - frame.captured_at)
@@ -438,7 +455,7 @@ class Pipeline:
         stream.overlay = Overlay(detections, track_ids, velocities, frame_time(frame),
                                  settings.tracker.max_prediction_s, settings.zones, settings.lines)
         result = FrameResult(frame, detections, self.model_id(stream.model), emitted_at, track_ids,
-                             overlay=stream.overlay)
+                             overlay=stream.overlay, still=still)
         self.dispatcher.publish_result(result, should_stop=self._stopping.is_set)
         self._publish(stream, events, counts_changed, emitted_at)
 

@@ -79,6 +79,7 @@ class StreamSnapshot:
     latency_p99_s: float | None
     recording: Mapping[str, object] | None = None
     analytics: Mapping[str, object] | None = None
+    frames_still: int = 0  # processed frames that skipped the detector: nothing moved
 
     def __post_init__(self) -> None:
         if self.recording is not None and not isinstance(self.recording, MappingProxyType):
@@ -102,6 +103,7 @@ class StreamSnapshot:
             "frames_processed": self.frames_processed,
             "frames_dropped": self.frames_dropped,
             "frames_corrupt": self.frames_corrupt,
+            "frames_still": self.frames_still,
             "reconnects": self.reconnects,
             "latency_ms": {"p50": _milliseconds(self.latency_p50_s), "p99": _milliseconds(self.latency_p99_s)},
             "recording": None if self.recording is None else dict(self.recording),

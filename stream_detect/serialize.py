@@ -53,10 +53,13 @@ def to_hf_elements(detections: Detections,
 
 def detections_message(
     frame: Frame, detections: Detections, model_id: str, emitted_at: float,
-    track_ids: Sequence[int | None] | None = None,
+    track_ids: Sequence[int | None] | None = None, still: bool = False,
 ) -> dict[str, Any]:
-    """The websocket message for one processed frame (see ``schema/messages.schema.json``)."""
-    return {
+    """The websocket message for one processed frame (see ``schema/messages.schema.json``).
+
+    ``still``: the frame skipped the detector (nothing moved); its detections are the last ones, carried
+    over, and the message says so with ``"still": true`` (absent otherwise)."""
+    message = {
         "type": "detections",
         "version": SCHEMA_VERSION,
         "stream": frame.stream_id,
@@ -69,6 +72,9 @@ def detections_message(
         "model": model_id,
         "detections": to_hf_elements(detections, track_ids),
     }
+    if still:
+        message["still"] = True
+    return message
 
 
 def status_message(stream_id: str, state: str, at: float, detail: str | None = None) -> dict[str, Any]:

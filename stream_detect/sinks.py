@@ -56,6 +56,7 @@ class FrameResult:
     emitted_at: float
     track_ids: tuple[int | None, ...] | None = None
     overlay: Overlay | None = field(default=None, repr=False)  # how to draw it on the frames that follow
+    still: bool = False  # nothing moved: the detector rested, its last detections carried over
     _json: bytes | None = field(default=None, repr=False)
 
     @property
@@ -64,7 +65,8 @@ class FrameResult:
 
     def message(self) -> dict[str, Any]:
         """The detections message (``schema/messages.schema.json``)."""
-        return detections_message(self.frame, self.detections, self.model, self.emitted_at, self.track_ids)
+        return detections_message(self.frame, self.detections, self.model, self.emitted_at, self.track_ids,
+                                  self.still)
 
     def json(self) -> bytes:
         """The message as JSON, serialised once for every sink (a race only serialises it twice)."""

@@ -68,6 +68,15 @@ class Lane(Protocol[T]):
         taken from it has been delivered or failed: the lane's last result is out."""
         ...
 
+    def still(self, item: T) -> bool:
+        """Called once per item as it is taken, in order: True when it needs no detection (a camera's
+        still frame); the worker then calls :meth:`carry` instead of :meth:`deliver`, in the item's turn."""
+        ...
+
+    def carry(self, item: T) -> None:
+        """Receives a still item in its turn: the lane carries its previous detections over."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class BatchStats:
@@ -88,6 +97,7 @@ class WorkerState:
 class _Entry(Generic[T]):
     lane: Lane[T]
     item: T
+    still: bool = False  # needs no detection: carried over in its turn
 
 
 class DetectorWorker:
@@ -291,7 +301,7 @@ class DetectorWorker:
                 item = self._take(lane)
                 if item is None:  # emptied meanwhile (a live queue's frame was replaced): decide again
                     continue
-                batch.append(_Entry(lane, item))
+                batch.append(_Entry(lane, item, self._is_still(lane, item)))
                 if lane.take is Take.FRESHEST:
                     served.add(id(lane))
             if batch and opened_at is None:
@@ -309,32 +319,48 @@ class DetectorWorker:
         with self._lanes_lock:
             return any((len(lane.queue) and id(lane) not in served) or lane.queue.closed for lane in self._lanes)
 
-    def _process(self, detector: Detector, batch: list[_Entry[Any]]) -> None:
-        thresholds = [entry.lane.threshold(entry.item) for entry in batch]
-        images = [entry.lane.image(entry.item) for entry in batch]
-        started = time.perf_counter()
-        results: Sequence[Detections | None]
+    @staticmethod
+    def _is_still(lane: Lane[Any], item: Any) -> bool:
         try:
-            results = detector.detect(images, min(thresholds))
-        except Exception as error:
-            if len(batch) == 1:
-                self._fail(batch[0], images[0], error)
-                results = [None]
-            else:
-                log.debug("detector failed on a batch of %d; trying its items one by one", len(batch),
-                          exc_info=True)
-                results = [self._detect_alone(detector, entry, image, threshold)
-                           for entry, image, threshold in zip(batch, images, thresholds, strict=True)]
-        forward_s = time.perf_counter() - started
-        for entry, detections, threshold in zip(batch, results, thresholds, strict=True):
-            if detections is None:
-                continue
+            return lane.still(item)
+        except Exception:  # a broken gate never costs a frame its detection
+            log.exception("lane %s: its stillness check failed; detecting", lane.name)
+            return False
+
+    def _process(self, detector: Detector, batch: list[_Entry[Any]]) -> None:
+        """Detects the batch's items that need it, then hands every item back in its turn."""
+        detected = [entry for entry in batch if not entry.still]
+        found: dict[int, Detections | None] = {}
+        forward_s = 0.0
+        if detected:
+            thresholds = [entry.lane.threshold(entry.item) for entry in detected]
+            images = [entry.lane.image(entry.item) for entry in detected]
+            started = time.perf_counter()
+            results: Sequence[Detections | None]
             try:
-                entry.lane.deliver(entry.item, detections.filter(threshold, self.allowed_labels))
+                results = detector.detect(images, min(thresholds))
+            except Exception as error:
+                if len(detected) == 1:
+                    self._fail(detected[0], images[0], error)
+                    results = [None]
+                else:
+                    log.debug("detector failed on a batch of %d; trying its items one by one", len(detected),
+                              exc_info=True)
+                    results = [self._detect_alone(detector, entry, image, threshold)
+                               for entry, image, threshold in zip(detected, images, thresholds, strict=True)]
+            forward_s = time.perf_counter() - started
+            for entry, detections, threshold in zip(detected, results, thresholds, strict=True):
+                found[id(entry)] = None if detections is None else detections.filter(threshold, self.allowed_labels)
+        for entry in batch:
+            try:
+                if entry.still:
+                    entry.lane.carry(entry.item)
+                elif (detections := found.get(id(entry))) is not None:
+                    entry.lane.deliver(entry.item, detections)
             except Exception:
                 log.exception("delivering detections to lane %s failed", entry.lane.name)
-        if self._on_batch is not None:
-            self._on_batch(BatchStats(len(batch), len({id(e.lane) for e in batch}), forward_s, self.name))
+        if detected and self._on_batch is not None:
+            self._on_batch(BatchStats(len(detected), len({id(e.lane) for e in detected}), forward_s, self.name))
 
     def _detect_alone(self, detector: Detector, entry: _Entry[Any], image: np.ndarray,
                       threshold: float) -> Detections | None:

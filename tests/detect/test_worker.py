@@ -55,6 +55,8 @@ class ListLane:
         self.done = threading.Event()
         self.expected = 0
         self.drained_after: int | None = None  # items out when the worker said the lane was drained
+        self.still_items: set[int] = set()  # items the lane says need no detection
+        self.carried: list[int] = []
 
     def image(self, item: int) -> np.ndarray:
         return np.full((4, 4, 3), item, np.uint8)
@@ -70,6 +72,15 @@ class ListLane:
     def fail(self, item: int, error: BaseException) -> None:
         self.errors[item] = error
         self.done.set()
+
+    def still(self, item: int) -> bool:
+        return item in self.still_items
+
+    def carry(self, item: int) -> None:
+        self.carried.append(item)
+        self.results[item] = Detections.empty()
+        if len(self.results) >= self.expected:
+            self.done.set()
 
     def drained(self) -> None:
         assert self.drained_after is None, "drained twice"
@@ -295,3 +306,28 @@ def wait_for(condition: Callable[[], bool], timeout_s: float) -> bool:
             return False
         time.sleep(0.01)
     return True
+
+
+@pytest.mark.timeout(20)
+def test_still_items_skip_the_detector_and_come_back_in_their_turn() -> None:
+    detector = ScoreDetector()
+    worker, stats = make_worker(detector, max_batch_size=8)
+    lane = ListLane("camera", worker.wakeup)
+    lane.still_items = {2, 3, 5}
+    order: list[int] = []
+    deliver, carry = lane.deliver, lane.carry
+    lane.deliver = lambda item, detections: (order.append(item), deliver(item, detections))  # type: ignore[method-assign]
+    lane.carry = lambda item: (order.append(item), carry(item))  # type: ignore[method-assign]
+    lane.expected = 7
+    for item in range(7):
+        lane.queue.put(item)
+    worker.add_lane(lane)
+    worker.start()
+    try:
+        assert lane.done.wait(10)
+        assert order == list(range(7))  # in their turn
+        assert lane.carried == [2, 3, 5]
+        assert sum(detector.batches) == 4 and sum(s.size for s in stats) == 4  # only the others were detected
+    finally:
+        worker.stop()
+        assert worker.join(5)
