@@ -95,3 +95,32 @@ def test_snapshots_and_unknown_streams() -> None:
     assert raw.status_code == 200 and raw.content != response.content
     assert unknown.status_code == 404 and "error" in unknown.json()
     assert unknown_mjpeg.status_code == 404
+
+
+def test_the_preview_draws_the_streams_zones_and_lines() -> None:
+    import numpy as np
+
+    from stream_detect.render import LINE_COLOUR, ZONE_COLOUR
+
+    config = parse_config({"model": {"id": "fake"}, "sources": [{
+        "kind": "synthetic", "id": "cam", "fps": 20, "width": 320, "height": 180,
+        "zones": [{"name": "right", "polygon": [[0.7, 0.1], [0.95, 0.1], [0.95, 0.9], [0.7, 0.9]]}],
+        "lines": [{"name": "middle", "points": [[0.5, 0], [0.5, 1]]}]}]})
+    with serving(Pipeline(config, lambda model: FakeDetector())) as base:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until frames have been processed
+            answer = httpx.get(f"{base}/streams/cam/snapshot.jpg", timeout=10)
+            stream = httpx.get(f"{base}/streams", timeout=10).json()["streams"][0]
+            if answer.status_code == 200 and stream["frames_processed"] > 10:
+                break
+            time.sleep(0.2)
+        image = np.asarray(Image.open(io.BytesIO(answer.content)).convert("RGB")).astype(int)
+        raw = np.asarray(Image.open(io.BytesIO(
+            httpx.get(f"{base}/streams/cam/snapshot.jpg?raw=1", timeout=10).content)).convert("RGB")).astype(int)
+
+    def near(pixels: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
+        return np.abs(pixels - np.array(colour)).sum(axis=-1) < 110  # JPEG moves colours a little
+
+    assert near(image[40:140, 160], LINE_COLOUR).mean() > 0.8  # the line, down the middle
+    assert near(image[40:140, 303], ZONE_COLOUR).mean() > 0.8  # the zone's right edge
+    assert near(raw[40:140, 160], LINE_COLOUR).mean() < 0.2  # ?raw=1: the frame as captured
