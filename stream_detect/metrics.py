@@ -187,7 +187,7 @@ class _StreamCollector(Collector):
             labels=["stream", "quantile"],
         )
         filtered = CounterMetricFamily(
-            "stream_detect_detections_dropped", "Detections dropped by the stream's masks or filters.",
+            "stream_detect_detections_dropped", "Detections dropped before tracking: masks, filters, duplicates.",
             labels=["stream", "reason"])
         occupancy = GaugeMetricFamily(
             "stream_detect_zone_objects", "Tracked objects in a zone now, per label.",
