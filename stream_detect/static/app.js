@@ -238,7 +238,9 @@
   }
 
   function setCounts(tile, counts) {
-    tile.counts = { zones: counts.zones || {}, lines: counts.lines || {} };
+    const next = { zones: counts.zones || {}, lines: counts.lines || {} };
+    if (JSON.stringify(next) === JSON.stringify(tile.counts)) return;  // a poll that brings nothing new
+    tile.counts = next;
     renderCounts(tile);
   }
 
@@ -415,7 +417,8 @@
     if (tile.events.size > EVENTS_KEPT) {
       // Forget the oldest, but never a row shown now (an old kind the filter asked the history for).
       const shown = new Set(shownEvents(tile).map((e) => e.id));
-      const kept = [...tile.events.values()].sort(newestFirst).filter((e, i) => i < EVENTS_KEPT - EVENT_ROWS || shown.has(e.id));
+      const kept = [...tile.events.values()].sort(newestFirst)
+        .filter((e, i) => i < EVENTS_KEPT - EVENT_ROWS || shown.has(e.id));
       tile.events = new Map(kept.map((e) => [e.id, e]));
     }
     tile.node.querySelector(".events").hidden = false;

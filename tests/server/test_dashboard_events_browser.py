@@ -103,8 +103,10 @@ def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, every_
         sleep(every_s)
 
 
-def listed_stream(base: str, stream: str) -> dict[str, Any]:
-    (entry,) = [s for s in httpx.get(base + "/streams", timeout=10).json()["streams"] if s["id"] == stream]
+def listed_stream(base: str, stream: str, token: str | None = None) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    listing = httpx.get(base + "/streams", headers=headers, timeout=10).json()
+    (entry,) = [s for s in listing["streams"] if s["id"] == stream]
     return entry
 
 
@@ -199,13 +201,13 @@ def open_page(playwright: Any, errors: list[str], allowed: Callable[[str], bool]
 
 
 def wait_for_counts(tile: Any, base: str, stream: str, unlike: Any = None,
-                    timeout_s: float = SETTLE_S) -> dict[str, Any]:
+                    timeout_s: float = SETTLE_S, token: str | None = None) -> dict[str, Any]:
     """The tile once its counts area equals ``GET /streams``' counts (asked right after reading it) and,
     given ``unlike`` (what ``shown_counts`` gave before), shows other counts than those."""
     def agreed() -> dict[str, Any] | None:
         seen: dict[str, Any] = tile.evaluate(READ_TILE)
         shown = shown_counts(seen)
-        return seen if shown != unlike and shown == expected_counts(listed_stream(base, stream)) else None
+        return seen if shown != unlike and shown == expected_counts(listed_stream(base, stream, token)) else None
     return wait_until(agreed, timeout_s, "the counts area equal to GET /streams" + (" and changed" if unlike else ""))
 
 
@@ -355,19 +357,22 @@ def is_history_off(text: str) -> bool:
 
 @pytest.mark.timeout(180)
 def test_without_a_history_the_list_is_live_and_px_zones_are_placed() -> None:
+    """With a token, too: the page passes it to /events as to its other requests (a 401 would show)."""
     from playwright.sync_api import sync_playwright
 
     errors: list[str] = []
-    with serving(px_pipeline()) as base, sync_playwright() as playwright:
-        assert httpx.get(base + "/events", timeout=10).status_code == 404
+    token = "wall-screen-token"
+    with serving(px_pipeline(), ServerConfig(port=0, tokens=[token])) as base, sync_playwright() as playwright:
+        answer = httpx.get(base + "/events", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert answer.status_code == 404 and "history is off" in answer.json()["error"]
         browser, page = open_page(playwright, errors, allowed=is_history_off)
         try:
-            page.goto(base + "/")
+            page.goto(f"{base}/?token={token}")
             tile = page.locator('section.tile[data-stream="yard"]')
             tile.wait_for(timeout=10_000)
             seen = wait_for_tile(tile, lambda s: bool(s["events"]), "an event row from the websocket",
                                  EVENTS_WITHIN_S)
-            placed = wait_for_counts(tile, base, "yard")
+            placed = wait_for_counts(tile, base, "yard", token=token)
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-events-no-history.png"), full_page=True)
         finally:
