@@ -3,9 +3,11 @@ counts, each zone's and line's name and count over the video, track ids, and the
 
 The detector is the bundled demo model on CPU, loaded the way users load it, on the synthetic camera's
 rendered frames: real misses and duplicates, not a fake that always finds its box. It loads in a few
-seconds and keeps up with a 10 fps camera on 2 shared cores; the first events come within seconds of
-its first frame. Every wait is bounded: events must reach the page within ``EVENTS_WITHIN_S``, the
-minute issue 18 gives the demo.
+seconds and detects several frames a second on 2 shared cores next to the browser; the first events
+come within seconds of its first frame (each test takes 10-20 s). The first test serves the demo's own
+configuration (what ``scripts/demo`` serves, with its history in a temporary data directory). Every
+wait is bounded: events must reach the page within ``EVENTS_WITHIN_S``, the minute issue 18 gives the
+demo; the page must agree with ``GET /streams`` or apply a filter within ``SETTLE_S``.
 """
 
 from __future__ import annotations
@@ -174,6 +176,7 @@ def assert_overlay_placed(seen: dict[str, Any], anchors: dict[tuple[str, str], t
 
 @dataclass
 class Seen:
+    first_row_s: float  # from the server's start to the first event row on the page
     first_listing: dict[tuple[str, str], tuple[str, set[str]]]  # what the page showed, equal to /streams
     changed_listing: dict[tuple[str, str], tuple[str, set[str]]]  # the same once changed by counts messages
     live_ids: set[str]  # rows that no /events answer of the page's had held yet: they came on the websocket
@@ -232,7 +235,9 @@ def choose(tile: Any, select: str, value: str, rows_pass: Callable[[dict[str, An
                          f"rows filtered by {select} = {value}")
 
 
-def watch_demo(base: str) -> Seen:
+def watch_demo(base: str, started: float) -> Seen:
+    """The demo camera's tile, from a page opened once the history holds an event; ``started``: the
+    server's start (time.monotonic())."""
     from playwright.sync_api import sync_playwright
 
     stream = "demo-camera"
@@ -255,6 +260,8 @@ def watch_demo(base: str) -> Seen:
             page.goto(base + "/")
             tile = page.locator(f'section.tile[data-stream="{stream}"]')
             tile.wait_for(timeout=10_000)
+            tile.locator(".event-list li[data-id]").first.wait_for(timeout=10_000)
+            first_row_s = time.monotonic() - started
             first = wait_for_counts(tile, base, stream)
             assert_overlay_placed(first, DEMO_ANCHORS)
             # Once a poll of /streams has been refused (the page polls one at a time: none is still
@@ -303,7 +310,8 @@ def watch_demo(base: str) -> Seen:
             tile.locator(".overlay-toggle").check(timeout=5_000)
         finally:
             browser.close()
-    return Seen(first_listing=shown_counts(first), changed_listing=shown_counts(changed), live_ids=live,
+    return Seen(first_row_s=first_row_s, first_listing=shown_counts(first), changed_listing=shown_counts(changed),
+                live_ids=live,
                 events_before_page=[e["id"] for e in history], rows=seen["events"], detection_rows=detection_rows,
                 kind_rows=kind_rows, unfiltered=[row["id"] for row in unfiltered],
                 unfiltered_kinds={row["kind"] for row in unfiltered}, polls_refused=len(refused), kind=kind,
@@ -324,8 +332,8 @@ def test_the_demo_shows_counts_track_ids_and_events_from_the_history_and_live(tm
     config = demo_config(parse_config({"data_dir": str(tmp_path)}), {"device": "cpu"})
     started = time.monotonic()
     with serving_with_history(config) as base:
-        seen = watch_demo(base)
-    assert time.monotonic() - started < 150
+        seen = watch_demo(base, started)
+    assert seen.first_row_s <= EVENTS_WITHIN_S
     assert set(seen.first_listing) == set(seen.changed_listing) == {("zone", "right"), ("line", "middle")}
     ids = [row["id"] for row in seen.rows]
     assert len(ids) == len(set(ids)), "an event that arrived both ways is one row"
