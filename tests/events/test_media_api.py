@@ -180,7 +180,8 @@ def test_crop_cuts_to_the_box_with_a_margin_and_h_scales(served: Served) -> None
         cropped = decode(answer.content)
         width, height = expected_crop(box)
         assert abs(cropped.shape[1] - width) <= 1 and abs(cropped.shape[0] - height) <= 1, (cropped.shape, box)
-        middle = cropped[cropped.shape[0] // 3: 2 * cropped.shape[0] // 3, cropped.shape[1] // 3: 2 * cropped.shape[1] // 3]
+        rows, columns = cropped.shape[0] // 3, cropped.shape[1] // 3
+        middle = cropped[rows:2 * rows, columns:2 * columns]
         assert np.abs(middle.reshape(-1, 3).mean(axis=0) - np.array(shape.colour)).max() < 25
         small = decode(served.get(snapshot_path(event, "crop=1&h=64&boxes=1")).content)
         assert small.shape[0] == 64 and abs(small.shape[1] - cropped.shape[1] * 64 / cropped.shape[0]) <= 1
@@ -267,8 +268,8 @@ def start_event(at: float, frame: int, stream: str = STREAM) -> dict[str, Any]:
 
 def media_files(directory: Path, start_id: str, stream: str = STREAM) -> list[Path]:
     """A snapshot with its sidecar under ``directory/snapshots`` and a clip under ``directory/clips``, old."""
-    files = [directory / "snapshots" / stream / f"{start_id}.jpg", directory / "snapshots" / stream / f"{start_id}.json",
-             directory / "clips" / stream / f"{start_id}.mp4"]
+    snapshots, clips = directory / "snapshots" / stream, directory / "clips" / stream
+    files = [snapshots / f"{start_id}.jpg", snapshots / f"{start_id}.json", clips / f"{start_id}.mp4"]
     for path in files:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"media")
