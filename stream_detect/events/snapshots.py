@@ -305,8 +305,9 @@ class SnapshotSink:
             while len(objects) >= self.max_open:
                 forgotten_id, _ = objects.popitem(last=False)
                 self._dropped += 1
-                log.warning("snapshots: stream %s has more than %d open objects; track %d gets no snapshot",
-                            stream, self.max_open, forgotten_id)
+                if self._dropped == 1 or self._dropped % 100 == 0:  # a crowd is logged once, not per object
+                    log.warning("snapshots: stream %s has more than %d open objects; track %d gets no snapshot "
+                                "(%d objects dropped so far)", stream, self.max_open, forgotten_id, self._dropped)
             kept = objects[track_id] = _Open(track_id)
         return kept
 
