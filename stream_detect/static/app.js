@@ -448,7 +448,9 @@
     const moment = new Date(e.at * 1000);
     when.className = "event-time";
     when.dateTime = moment.toISOString();
-    when.textContent = moment.toLocaleTimeString();
+    // An event of another day (the history keeps weeks) says its date too.
+    const today = moment.toDateString() === new Date().toDateString();
+    when.textContent = today ? moment.toLocaleTimeString() : moment.toLocaleString();
     when.title = moment.toLocaleString();
     const kind = cell("event-kind", e.kind);
     if (KINDS.has(e.kind)) kind.classList.add(`kind-${e.kind.replace(".", "-")}`);
