@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from stream_detect.bench import motion as motion_bench
 from stream_detect.motion import MotionConfig, MotionDecision, MotionGate, motion_enabled
 
 NOISE_SIGMA = 9.0  # grey levels per channel, as the synthetic camera's
@@ -235,3 +236,14 @@ def test_settings_are_strict() -> None:
         MotionConfig(threshold=0)
     with pytest.raises(ValidationError, match="frozen"):
         config.threshold = 10  # type: ignore[misc]
+
+
+def test_the_bench_times_both_sizes_and_every_shrink(capsys: pytest.CaptureFixture[str]) -> None:
+    assert motion_bench.main(["--frames", "10"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    gate = [line for line in lines if line.startswith("gate.observe")]
+    assert len(gate) == 2 and "1280x720" in gate[0] and "640x360" in gate[1]
+    assert all("'motion'" in line for line in gate)  # the disc moves in every frame
+    for what in motion_bench.DOWNSCALES:
+        assert sum(line.startswith(what) for line in lines) == 2
+    assert "load average" in lines[0]
