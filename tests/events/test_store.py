@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from stream_detect.errors import EventStoreError, InputError
-from stream_detect.events import EventReader, EventStore, events_path
+from stream_detect.events import LATEST_VERSION, EventReader, EventStore, events_path
 
 from ..faults.helpers import wait_until
 from .sample import DAY, event
@@ -325,8 +325,8 @@ def test_a_database_from_a_newer_stream_detect_is_refused_in_one_line_and_left_u
     connection.commit()
     connection.close()
     message = refused(path)
-    assert message == (f"events database {path} has schema version 7, this stream-detect knows up to 1: "
-                       "run a newer stream-detect or use another data directory")
+    assert message == (f"events database {path} has schema version 7, this stream-detect knows up to "
+                       f"{LATEST_VERSION}: run a newer stream-detect or use another data directory")
     with pytest.raises(EventStoreError, match="schema version 7"):
         EventReader(path)
 
@@ -371,7 +371,7 @@ def test_queries_do_not_wait_for_a_writer_holding_the_write_lock(store: EventSto
 def test_the_schema_is_at_its_latest_version_in_wal_mode(store: EventStore) -> None:
     connection = sqlite3.connect(store.path)
     try:
-        assert connection.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         indices = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
         assert {"events_at", "events_stream_at", "events_kind_at", "events_stream_kind_at"} <= indices
