@@ -12,9 +12,11 @@ A source entry gains ``motion:`` (:class:`MotionConfig`)::
 
 :class:`MotionGate` looks at every frame of one stream. The frame is turned
 grey and shrunk to :attr:`MotionConfig.width` pixels across by 2x2 averaging
-steps (each an exact ``cv2.INTER_AREA`` halving, OpenCV's fast path: 0.3 ms
-for a 1280x720 frame where one direct ``INTER_AREA`` resize to 320 wide takes
-0.9 ms), blurred a little, and compared with a running background, an
+steps (each an exact ``cv2.INTER_AREA`` halving, OpenCV's fast path: about
+half the time of one direct ``INTER_AREA`` resize of a 1280x720 frame to 320
+wide, which a strided subsample first does not speed up since OpenCV copies
+the strided view; ``python -m stream_detect.bench.motion`` measures all
+three), blurred a little, and compared with a running background, an
 exponential average of the past frames whose time constant is
 :attr:`MotionConfig.background_s` seconds of pts (so it behaves the same at
 2 and at 25 frames per second). Pixels that differ by more than ``threshold``
@@ -59,7 +61,8 @@ class MotionConfig(BaseModel):
     enabled: bool | None = Field(
         None, description="Skip the detector on still frames (default: on for live sources, off for files).")
     threshold: int = Field(
-        25, ge=1, le=254, description="Grey levels (0-255) a pixel must differ from the background by to change.")
+        25, ge=0, le=254, description="A pixel changed when its grey level (0-255) differs from the background's "
+                                      "by more than this.")
     min_area: float = Field(
         0.002, gt=0, le=1, description="Part of the frame's area that must change for the frame to move.")
     max_idle_s: float = Field(

@@ -232,8 +232,8 @@ def test_settings_are_strict() -> None:
         MotionConfig(min_area=0.02, sudden_area=0.01)
     with pytest.raises(ValidationError, match="no area"):
         MotionConfig.model_validate({"masks": [{"polygon": [[0, 0], [0.5, 0.5], [1, 1]]}]})
-    with pytest.raises(ValidationError):
-        MotionConfig(threshold=0)
+    with pytest.raises(ValidationError, match="less than or equal to 254"):
+        MotionConfig(threshold=255)  # nothing can differ by more than 255
     with pytest.raises(ValidationError, match="frozen"):
         config.threshold = 10  # type: ignore[misc]
 
