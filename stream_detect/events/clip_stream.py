@@ -105,6 +105,10 @@ class _Clip:
     file: ClipFile
     close_at: float | None = None
     close_by: float | None = None  # monotonic deadline once a close was asked for
+    from_t: float = float("-inf")
+    # Packets from the last keyframe at or before ``from_t`` while the encoder has not reached it yet
+    # (it lags behind the events): the clip starts with them once a later packet shows it.
+    waiting: list[EncodedPacket] | None = None
 
 
 @dataclass(slots=True)
@@ -267,6 +271,7 @@ class StreamClips:
         clip = _Clip(command.clip_id, ClipFile(self.directory / f"{command.clip_id}.mp4", width, height,
                                                self.rate))
         self._clips[clip.clip_id] = clip
+        clip.from_t = command.from_t
         if ring is not None:
             for packet in ring.since(command.from_t):
                 if not self._append(clip, packet):
@@ -341,7 +346,17 @@ class StreamClips:
                     self._finish(clip)
 
     def _append(self, clip: _Clip, packet: EncodedPacket) -> bool:
+        if not clip.file.started and packet.t <= clip.from_t:
+            if packet.keyframe:
+                clip.waiting = [packet]
+            elif clip.waiting is not None:
+                clip.waiting.append(packet)
+            return True
         try:
+            if clip.waiting is not None:
+                waiting, clip.waiting = clip.waiting, None
+                for held in waiting:
+                    clip.file.append(held)
             clip.file.append(packet)
         except Exception as error:  # disk full, permissions: this clip is lost, the others go on
             self._fail(clip, error)
@@ -363,6 +378,10 @@ class StreamClips:
     def _finish(self, clip: _Clip) -> None:
         self._clips.pop(clip.clip_id, None)
         try:
+            if clip.waiting is not None:  # the stream ended before reaching the clip's start
+                waiting, clip.waiting = clip.waiting, None
+                for held in waiting:
+                    clip.file.append(held)
             path = clip.file.close()
         except Exception as error:
             self._fail(clip, error)

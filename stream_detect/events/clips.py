@@ -62,6 +62,8 @@ CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 # Processed frames remembered per stream to find an object's first frame from its start event.
 TIMELINE = 256
 JOIN_S = 10.0
+COUNTERS = ("frames_encoded", "frames_dropped", "frames_skipped", "encoder_failures", "clips_open",
+            "clips_written", "clips_refused", "clips_cut", "clips_failed", "clips_empty")
 
 
 def clip_path(directory: Path, stream_id: str, start_event_id: str) -> Path:
@@ -121,7 +123,7 @@ class ClipSink:
         self._lock = threading.Lock()
         self._streams: dict[str, StreamClips] = {}
         self._retired: list[StreamClips] = []
-        self._retired_counts: dict[str, int] = {}
+        self._retired_counts = dict.fromkeys(COUNTERS, 0)
         self._timelines: dict[str, _Timeline] = {}  # the sink runner's thread only
         self._closed = False
         self.events_ignored = 0  # ids that cannot name a file
@@ -189,7 +191,8 @@ class ClipSink:
         """Encodes what is queued, closes every open clip and joins the encoder threads."""
         with self._lock:
             self._closed = True
-            streams = [*self._streams.values(), *self._retired]
+            self._retired.extend(self._streams.values())  # their counters stay in stats()
+            streams = list(self._retired)
             self._streams = {}
         deadline = time.monotonic() + JOIN_S
         for clips in streams:
@@ -206,12 +209,12 @@ class ClipSink:
             self._reap()
             streams = dict(self._streams)
             retired = list(self._retired)
-            totals: dict[str, int] = dict(self._retired_counts)
+            totals = dict(self._retired_counts)
         per_stream = {stream_id: clips.stats() for stream_id, clips in streams.items()}
         for described in [*per_stream.values(), *(clips.stats() for clips in retired)]:
-            for key, value in described.items():
-                if isinstance(value, int) and key.startswith(("frames_", "clips_", "encoder_")):
-                    totals[key] = totals.get(key, 0) + value
+            for key in COUNTERS:
+                value = described[key]
+                totals[key] += value if isinstance(value, int) else 0
         totals["events_ignored"] = self.events_ignored
         return {**totals, "streams": per_stream}
 
@@ -240,10 +243,11 @@ class ClipSink:
         """Folds the counters of ended streams' finished threads into the totals (under the lock)."""
         for clips in [c for c in self._retired if not c.alive]:
             self._retired.remove(clips)
-            for key, value in clips.stats().items():
-                if isinstance(value, int) and key.startswith(("frames_", "clips_", "encoder_")) \
-                        and key != "clips_open":
-                    self._retired_counts[key] = self._retired_counts.get(key, 0) + value
+            described = clips.stats()
+            for key in COUNTERS:
+                value = described[key]
+                if key != "clips_open" and isinstance(value, int):
+                    self._retired_counts[key] += value
 
     def _lead(self, stream_id: str) -> int:
         lead = self._lead_frames(stream_id) if callable(self._lead_frames) else self._lead_frames
