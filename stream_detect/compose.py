@@ -40,6 +40,8 @@ from .sinks import Overflow, Sink
 from .source_store import SourceStore
 
 if TYPE_CHECKING:
+    from .events.media import Sweeper
+    from .events.snapshots import SnapshotSink
     from .notify.mqtt import MqttSink
     from .notify.mqtt_topics import StreamTopology
     from .notify.webhooks import WebhookSink
@@ -74,6 +76,9 @@ class EventOutputs:
     history: EventStore | None = None
     webhooks: WebhookSink | None = None
     mqtt: MqttSink | None = None
+    snapshots: SnapshotSink | None = None  # each tracked object's best frame, beside the history
+    snapshots_dir: Path | None = None
+    sweeper: Sweeper | None = None  # the media's share of the history's retention
 
     def sinks(self) -> list[Sink]:
         from .events.sink import EventStoreSink
@@ -81,6 +86,8 @@ class EventOutputs:
         found: list[Sink] = []
         if self.history is not None:
             found.append(EventStoreSink(self.history))
+        if self.snapshots is not None:
+            found.append(self.snapshots)
         if self.webhooks is not None:
             found.append(self.webhooks)
         if self.mqtt is not None:
@@ -90,6 +97,8 @@ class EventOutputs:
     def close(self) -> None:
         """Closes what is open (the sinks close them when the pipeline stops; this is for a start that
         failed before; closing twice is harmless)."""
+        if self.sweeper is not None:
+            self.sweeper.stop()
         if self.mqtt is not None:
             self.mqtt.close()
         if self.webhooks is not None:
@@ -114,6 +123,13 @@ def build_event_outputs(config: Config) -> EventOutputs:
             path.parent.mkdir(parents=True, exist_ok=True)
             outputs.history = EventStore(path, max_age_days=config.events.max_age_days,
                                          max_events=config.events.max_events)
+            from .events.media import Sweeper
+            from .events.snapshots import SnapshotSink
+
+            outputs.snapshots_dir = data_dir / "snapshots"
+            outputs.snapshots = SnapshotSink(outputs.snapshots_dir)
+            outputs.sweeper = Sweeper(outputs.history.reader, [outputs.snapshots_dir], config.events.max_age_days)
+            outputs.sweeper.start()
         if config.webhooks:
             if data_dir is None:
                 raise ConfigError("webhooks need a data directory (data_dir) for their outbox")
@@ -134,7 +150,8 @@ def connect_mqtt(outputs: EventOutputs, pipeline: Pipeline, config: Config) -> N
     from .notify.mqtt import MqttSink
 
     outputs.mqtt = MqttSink(config.mqtt, topology=lambda: stream_topology(pipeline),
-                            public_url=config.server.public_url)
+                            public_url=config.server.public_url,
+                            snapshot_of=outputs.snapshots.snapshot_of if outputs.snapshots is not None else None)
     pipeline.dispatcher.add(outputs.mqtt)
     pipeline.add_removal_listener(outputs.mqtt.forget)
 
@@ -210,4 +227,5 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     previews = Previews(context, ports.preview)
     pipeline.add_frame_tap(previews.on_frame)
     return create_app(context, ports.lifecycle, previews, InferenceApi(context),
-                      StreamsApi(ports.streams, ports.changes, store), history, webhooks)
+                      StreamsApi(ports.streams, ports.changes, store), history.reader if history else None,
+                      webhooks, outputs.snapshots_dir)

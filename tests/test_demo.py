@@ -208,8 +208,8 @@ SCHEMA = json.loads((Path(__file__).resolve().parents[1] / "stream_detect" / "sc
                      "messages.schema.json").read_text())
 
 
-def first_event(ws: ClientConnection, served: Served) -> tuple[dict, list[str]]:
-    """The first event message within HANG_S, and the types of every message seen until then."""
+def first_event(ws: ClientConnection, served: Served, kind: str | None = None) -> tuple[dict, list[str]]:
+    """The first event message (of ``kind``) within HANG_S, and the types of every message seen until then."""
     types: list[str] = []
     deadline = time.monotonic() + HANG_S
     while time.monotonic() < deadline:
@@ -218,7 +218,7 @@ def first_event(ws: ClientConnection, served: Served) -> tuple[dict, list[str]]:
         except TimeoutError:
             break
         types.append(message["type"])
-        if message["type"] == "event":
+        if message["type"] == "event" and kind in (None, message["kind"]):
             return message, types
     pytest.fail(f"no event within {HANG_S} s (saw {sorted(set(types))}); stderr: {served.stderr[-2000:]}")
 
@@ -247,3 +247,8 @@ def test_the_demo_camera_has_a_zone_and_a_line_and_its_events_are_kept() -> None
                 break
             time.sleep(0.2)
         assert kept.status_code == 200 and kept.json() == event
+        with connect(f"{base}/ws?types=event", open_timeout=HANG_S) as ws:
+            ended, _ = first_event(ws, served, "object.end")
+        snapshot = httpx.get(f"{served.base}/events/{ended['id']}/snapshot.jpg?boxes=1", timeout=10)
+        assert snapshot.status_code == 200 and snapshot.headers["content-type"] == "image/jpeg"
+        assert cv2.imdecode(np.frombuffer(snapshot.content, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)

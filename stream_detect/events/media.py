@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -177,3 +178,44 @@ def sweep(history: KeptEvents, directories: Sequence[Path], max_age_days: float 
         log.info("media retention: deleted the files of %d objects (%d files)", deleted_objects, deleted_files)
     following = batch[-1].key if len(batch) >= max_objects else None
     return Swept(len(batch), deleted_objects, deleted_files, following)
+
+
+class Sweeper:
+    """Runs :func:`sweep` on its own thread every ``interval_s``, resuming where the last call stopped,
+    so the media share the history's retention without any call doing unbounded work.
+
+    Args:
+        history: The history's reader.
+        directories: The snapshots' and the clips' directories.
+        max_age_days: The history's age limit.
+        interval_s: Seconds between two calls.
+    """
+
+    def __init__(self, history: KeptEvents, directories: Sequence[Path], max_age_days: float | None,
+                 interval_s: float = 60.0) -> None:
+        self._history = history
+        self._directories = tuple(directories)
+        self._max_age_days = max_age_days
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="media-sweeper", daemon=True)
+        self.deleted_objects = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.ident is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        resume: tuple[str, str, str] | None = None
+        while not self._stop.wait(self._interval_s):
+            try:
+                swept = sweep(self._history, self._directories, self._max_age_days, resume=resume)
+            except Exception as error:  # the history unreadable for a while: try again next time
+                log.warning("media retention: %s", error)
+                continue
+            self.deleted_objects += swept.deleted_objects
+            resume = swept.resume

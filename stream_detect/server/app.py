@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
@@ -14,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..config import DEFAULT_MODEL_NAME
-from ..events.query import EventQueries
+from ..events.query import ObjectQueries
 from ..metrics import CONTENT_TYPE
 from ..ports import Lifecycle
 from .api_docs import install_api_docs
@@ -23,6 +24,7 @@ from .dashboard import install_dashboard
 from .events_api import install_events_api, install_events_off
 from .hosts import HostCheck
 from .inference_api import InferenceApi, install_inference_api
+from .media_api import install_media_api
 from .preview import Previews, install_preview
 from .streams_api import StreamsApi, install_streams_api
 from .webhooks_api import DeliveryQueries, install_webhooks_api
@@ -78,12 +80,14 @@ class TokenMiddleware:
 
 
 def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews, inference: InferenceApi,
-               streams_api: StreamsApi, events: EventQueries | None = None,
-               deliveries: DeliveryQueries | None = None) -> FastAPI:
+               streams_api: StreamsApi, events: ObjectQueries | None = None,
+               deliveries: DeliveryQueries | None = None, snapshots_dir: Path | None = None,
+               clips_dir: Path | None = None) -> FastAPI:
     """The application over already wired parts (see :func:`stream_detect.compose.build_app`).
 
     ``events``: the event history read by ``/events`` and ``/counts`` (None: they answer 404, it is off).
     ``deliveries``: the webhooks' outbox read by ``/webhooks/deliveries`` (None: no webhooks).
+    ``snapshots_dir``, ``clips_dir``: where the objects' snapshots and clips are (``/events/{id}/...``).
 
     Starting it starts ``lifecycle`` (the pipeline); stopping it stops it.
     """
@@ -110,6 +114,8 @@ def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews,
     install_streams_api(app, streams_api)
     if events is not None:
         install_events_api(app, events)
+        if snapshots_dir is not None:
+            install_media_api(app, events, snapshots_dir, clips_dir)
     else:
         install_events_off(app)
     if deliveries is not None:
