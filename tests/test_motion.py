@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from stream_detect.bench import motion as motion_bench
 from stream_detect.motion import MotionConfig, MotionDecision, MotionGate, motion_enabled
+from stream_detect.sources.synthetic import SyntheticScene
 
 NOISE_SIGMA = 9.0  # grey levels per channel, as the synthetic camera's
 RADIUS = 25
@@ -21,8 +22,8 @@ DISC = (230, 210, 150)
 class Camera:
     """A fixed camera on a still, textured scene: blotches and stripes, fresh noise in every frame."""
 
-    def __init__(self, width: int = 640, height: int = 360, seed: int = 0) -> None:
-        self.width, self.height = width, height
+    def __init__(self, width: int = 640, height: int = 360, seed: int = 0, radius: int = RADIUS) -> None:
+        self.width, self.height, self.radius = width, height, radius
         self._rng = np.random.default_rng(seed)
         low = self._rng.integers(20, 120, (max(2, height // 30), max(2, width // 30), 3), dtype=np.uint8)
         texture = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)
@@ -35,7 +36,7 @@ class Camera:
         """``(H, W, 3) uint8`` RGB: the scene, discs centred at ``discs`` (pixels), everything ``brightness`` up."""
         image = self.background.copy()
         for x, y in discs:
-            cv2.circle(image, (round(x * 16), round(y * 16)), RADIUS * 16, DISC, -1, cv2.LINE_AA, shift=4)
+            cv2.circle(image, (round(x * 16), round(y * 16)), self.radius * 16, DISC, -1, cv2.LINE_AA, shift=4)
         dx, dy = (int(value) for value in self._rng.integers(0, 97, 2))
         noisy = image.astype(np.int16) + brightness + self._noise[dy : dy + self.height, dx : dx + self.width]
         return np.clip(noisy, 0, 255).astype(np.uint8)
@@ -69,6 +70,21 @@ def test_a_moving_disc_moves_from_its_first_step() -> None:
     disc_area = math.pi * RADIUS**2 / (camera.width * camera.height)
     assert decisions[20].area >= 0.002
     assert all(d.area <= 3 * disc_area for d in decisions[20:])
+
+
+def test_a_1080p_frame_shrinks_in_two_steps_and_sees_the_disc() -> None:
+    camera = Camera(1920, 1080, radius=75)  # halved twice to 480 wide, then resized to 320
+    frames = [camera.frame([(600, 540)]) for _ in range(5)]
+    frames += [camera.frame([(600 + 9 * step, 540)]) for step in range(1, 6)]
+    decisions = run(MotionGate(MotionConfig()), frames, fps=10)
+    assert [d.reason for d in decisions] == ["first"] + ["still"] * 4 + ["motion"] * 5
+
+
+def test_the_synthetic_camera_moves_on_every_frame() -> None:
+    scene = SyntheticScene(640, 360, seed=0)  # its shapes never stop
+    gate = MotionGate(MotionConfig(max_idle_s=3600))
+    decisions = [gate.observe(scene.next_frame()[0], index / 10) for index in range(60)]
+    assert [d.reason for d in decisions] == ["first"] + ["motion"] * 59
 
 
 def left_part_mask(units: str, width: int) -> dict[str, object]:
