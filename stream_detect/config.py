@@ -31,6 +31,7 @@ from pydantic_core import ErrorDetails
 
 from .analytics.settings import AnalyticsFields
 from .errors import ConfigError
+from .motion import MotionConfig
 from .notify.mqtt_config import MqttConfig
 from .notify.webhook_config import WebhookConfig
 from .redact import is_secret_name, redact
@@ -85,6 +86,9 @@ class _SourceBase(AnalyticsFields):  # strict like _Strict; adds tracking, zones
     )
     model: str | None = Field(
         None, description="The model serving this stream: a name of 'models' (default: the top-level 'model')."
+    )
+    motion: MotionConfig = Field(
+        MotionConfig(), description="Skip the detector on still frames (default: on for live sources)."
     )
 
     @field_validator("id")

@@ -35,6 +35,7 @@ from .detect.batching import Take
 from .detect.worker import BatchStats, DetectorWorker
 from .errors import ConfigError, StreamExistsError, UnknownStreamError
 from .frame_queue import DropPolicy, FrameQueue
+from .motion import MotionGate, motion_enabled
 from .overlay import Overlay, frame_time
 from .ports import StreamSnapshot
 from .record.recorder import Recorder, RecorderSettings
@@ -142,6 +143,8 @@ class _StreamLane:
         self._pipeline = pipeline
         self._stream = stream
         self._last_failure: str | None = None
+        motion = stream.config.motion
+        self._gate = MotionGate(motion) if motion_enabled(motion, is_live(stream.config)) else None
 
     def image(self, item: Frame) -> np.ndarray:
         return item.image
@@ -169,8 +172,9 @@ class _StreamLane:
         self._pipeline._on_drained(self._stream)
 
     def still(self, item: Frame) -> bool:
-        """Whether ``item`` can skip the detector: never, until the stream gates on motion."""
-        return False
+        """Whether ``item`` can skip the detector: nothing moved since the last frame it ran on
+        (the stream's motion gate; at least every ``motion.max_idle_s`` it runs anyway)."""
+        return self._gate is not None and not self._gate.observe(item.image, frame_time(item)).moved
 
     def carry(self, item: Frame) -> None:
         with self._stream.lock:
