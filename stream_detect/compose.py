@@ -78,6 +78,7 @@ class EventOutputs:
     mqtt: MqttSink | None = None
     snapshots: SnapshotSink | None = None  # each tracked object's best frame, beside the history
     snapshots_dir: Path | None = None
+    clips_dir: Path | None = None
     sweeper: Sweeper | None = None  # the media's share of the history's retention
 
     def sinks(self) -> list[Sink]:
@@ -126,9 +127,10 @@ def build_event_outputs(config: Config) -> EventOutputs:
             from .events.media import Sweeper
             from .events.snapshots import SnapshotSink
 
-            outputs.snapshots_dir = data_dir / "snapshots"
+            outputs.snapshots_dir, outputs.clips_dir = data_dir / "snapshots", data_dir / "clips"
             outputs.snapshots = SnapshotSink(outputs.snapshots_dir)
-            outputs.sweeper = Sweeper(outputs.history.reader, [outputs.snapshots_dir], config.events.max_age_days)
+            outputs.sweeper = Sweeper(outputs.history.reader, [outputs.snapshots_dir, outputs.clips_dir],
+                                      config.events.max_age_days)
             outputs.sweeper.start()
         if config.webhooks:
             if data_dir is None:
@@ -228,4 +230,4 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     pipeline.add_frame_tap(previews.on_frame)
     return create_app(context, ports.lifecycle, previews, InferenceApi(context),
                       StreamsApi(ports.streams, ports.changes, store), history.reader if history else None,
-                      webhooks, outputs.snapshots_dir)
+                      webhooks, outputs.snapshots_dir, outputs.clips_dir)
