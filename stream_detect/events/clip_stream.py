@@ -191,6 +191,7 @@ class StreamClips:
             "frames_encoded": counters.frames_encoded,
             "frames_dropped": self._frames.dropped,
             "frames_skipped": counters.frames_skipped,
+            "encode_s": round(counters.encode_s, 6),
             "encode_ms_mean": round(1000 * counters.encode_s / counters.frames_encoded, 3)
             if counters.frames_encoded else None,
             "encoder_failures": counters.encoder_failures,

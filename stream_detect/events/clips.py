@@ -124,6 +124,7 @@ class ClipSink:
         self._streams: dict[str, StreamClips] = {}
         self._retired: list[StreamClips] = []
         self._retired_counts = dict.fromkeys(COUNTERS, 0)
+        self._retired_encode_s = 0.0
         self._timelines: dict[str, _Timeline] = {}  # the sink runner's thread only
         self._closed = False
         self.events_ignored = 0  # ids that cannot name a file
@@ -210,13 +211,16 @@ class ClipSink:
             streams = dict(self._streams)
             retired = list(self._retired)
             totals = dict(self._retired_counts)
+            encode_s = self._retired_encode_s
         per_stream = {stream_id: clips.stats() for stream_id, clips in streams.items()}
+        encode_s += sum(clips.counters.encode_s for clips in [*streams.values(), *retired])
         for described in [*per_stream.values(), *(clips.stats() for clips in retired)]:
             for key in COUNTERS:
                 value = described[key]
                 totals[key] += value if isinstance(value, int) else 0
-        totals["events_ignored"] = self.events_ignored
-        return {**totals, "streams": per_stream}
+        frames = totals["frames_encoded"]
+        return {**totals, "events_ignored": self.events_ignored,
+                "encode_ms_mean": round(1000 * encode_s / frames, 3) if frames else None, "streams": per_stream}
 
     # -- inside -----------------------------------------------------------------
 
@@ -244,6 +248,7 @@ class ClipSink:
         for clips in [c for c in self._retired if not c.alive]:
             self._retired.remove(clips)
             described = clips.stats()
+            self._retired_encode_s += clips.counters.encode_s
             for key in COUNTERS:
                 value = described[key]
                 if key != "clips_open" and isinstance(value, int):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import http.server
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -415,3 +416,35 @@ def test_the_ring_keeps_a_keyframe_every_second_and_no_more_than_it_needs() -> N
     assert packets[0].keyframe and packets[-1].t - packets[0].t >= 3.0
     assert ring.since(6.55)[0].t == max(t for t in keyframes if t <= 6.55)
     assert ring.bytes == sum(len(p.data) for p in packets)
+
+
+@pytest.mark.timeout(60)
+def test_wired_into_a_pipeline_a_tracked_object_gets_its_clip(tmp_path: Path) -> None:
+    from stream_detect.config import parse_config
+    from stream_detect.detect.fake import FakeDetector
+    from stream_detect.pipeline import Pipeline
+
+    config = parse_config({
+        "model": {"id": "fake"},
+        "sources": [{"kind": "synthetic", "id": STREAM, "fps": FPS, "width": WIDTH, "height": SCENE_HEIGHT,
+                     "frames": 40, "tracking": True}],
+    })
+    pipeline = Pipeline(config, lambda model: FakeDetector(label="shape"))
+    sink = ClipSink(tmp_path, 1.0, 1.0, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    pipeline.add_frame_tap(sink.on_frame)
+    pipeline.dispatcher.add(sink, maxsize=64)
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not list((tmp_path / STREAM).glob("*.mp4")):
+            assert time.monotonic() < deadline, "no clip within 30 s of a 4 s stream"
+            time.sleep(0.1)
+    finally:
+        assert pipeline.stop(10)
+    clips = sorted((tmp_path / STREAM).glob("*.mp4"))
+    assert [re.fullmatch(rf"\d{{13}}-{STREAM}-\d{{10}}-\d{{4}}", p.stem) is not None for p in clips] == [True]
+    info = video_stream(probe(clips[0]))
+    assert info["codec_name"] == "h264"
+    # The object is there from the first frame to the stream's end: the clip is the whole stream.
+    assert int(info["nb_read_frames"]) == 40
+    assert sink.stats()["frames_dropped"] == 0
