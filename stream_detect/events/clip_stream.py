@@ -77,18 +77,21 @@ class ClipLimits:
 
 @dataclass(frozen=True, slots=True)
 class OpenClip:
-    """An object started: open its clip from the last keyframe at or before ``from_t``."""
+    """An object started on frame ``frame``: open its clip from the last keyframe at or before ``from_t``."""
 
     clip_id: str
     from_t: float
+    frame: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class CloseClip:
-    """An object ended: close its clip at ``at_t`` (None: ``post_s`` after the newest frame)."""
+    """An object ended on frame ``frame``: close its clip at ``at_t`` (None: ``post_s`` after the newest
+    frame)."""
 
     clip_id: str
     at_t: float | None
+    frame: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +153,10 @@ class StreamClips:
         self.counters = ClipCounters()
         self._wakeup = threading.Condition()
         self._frames: FrameQueue[Frame] = FrameQueue(limits.queue_size, DropPolicy.DROP_OLDEST, self._wakeup)
-        self._commands: deque[Command] = deque()
+        self._commands: deque[tuple[float, Command]] = deque()  # (monotonic time queued, command)
+        self._end_asked = False
+        self._commands_added = 0
+        self._last_index: int | None = None  # the newest frame taken from the queue
         self._ring: EncodedRing | None = None
         self._clips: dict[str, _Clip] = {}
         self._thread = threading.Thread(target=self._run, name=f"clips:{stream_id}")
@@ -167,7 +173,9 @@ class StreamClips:
     def command(self, command: Command) -> None:
         """Queues a command; commands are never dropped (one per object start or end)."""
         with self._wakeup:
-            self._commands.append(command)
+            self._commands.append((time.monotonic(), command))
+            self._commands_added += 1
+            self._end_asked = self._end_asked or isinstance(command, EndStream)
             self._wakeup.notify_all()
 
     def stop(self) -> None:
@@ -213,6 +221,10 @@ class StreamClips:
         self._remove_partials()
         try:
             while True:
+                if self._end_asked:  # the end comes after the stream's queued frames
+                    self._drain_frames()
+                    self._apply_commands(force=True)
+                seen = self._commands_added
                 self._apply_commands()
                 try:
                     frame = self._frames.get_nowait()
@@ -221,12 +233,13 @@ class StreamClips:
                 if frame is not None:
                     self._encode(frame)
                     continue
-                with self._wakeup:
-                    if not self._commands and not len(self._frames) and not self._frames.closed:
+                with self._wakeup:  # commands waiting for their frame wait for frames, not in a busy loop
+                    idle = not len(self._frames) and not self._frames.closed and not self._end_asked
+                    if idle and self._commands_added == seen:
                         self._wakeup.wait(0.5)
                 self._give_up_waiting()
         finally:
-            self._apply_commands()
+            self._apply_commands(force=True)
             self._end_time_line()
 
     def _remove_partials(self) -> None:
@@ -235,12 +248,21 @@ class StreamClips:
             for partial in self.directory.glob(f"*.mp4{PARTIAL}"):
                 partial.unlink()
 
-    def _apply_commands(self) -> None:
+    def _apply_commands(self, force: bool = False) -> None:
+        """Applies the queued commands in order, each once the encoder has taken the frame it was decided
+        on: its clip then starts in the ring of that frame's time line (the encoder may lag behind the
+        events). A command waits ``close_wait_s`` at most for its frame (a stream that stalls)."""
         while True:
             with self._wakeup:
                 if not self._commands:
+                    self._end_asked = False
                     return
-                command = self._commands.popleft()
+                queued_at, command = self._commands[0]
+                frame = None if isinstance(command, EndStream) else command.frame
+                waiting = frame is not None and (self._last_index is None or self._last_index < frame)
+                if waiting and not force and time.monotonic() - queued_at < self.limits.close_wait_s:
+                    return
+                self._commands.popleft()
             if isinstance(command, OpenClip):
                 self._open(command)
             elif isinstance(command, CloseClip):
@@ -299,6 +321,7 @@ class StreamClips:
                 self._finish(clip)
 
     def _encode(self, frame: Frame) -> None:
+        self._last_index = frame.index
         t = frame_time(frame)
         ring = self._ring
         if ring is not None and ring.last_t is not None:

@@ -168,12 +168,14 @@ class ClipSink:
                 return
             first_t = self._first_time(timeline, int(message["frame"]), self._lead(notice.stream_id))
             timeline.objects[track_id] = _Object(clip_id, first_t, last_t=None)
-            clips.command(OpenClip(clip_id, float("-inf") if first_t is None else first_t - self.pre_s))
+            from_t = float("-inf") if first_t is None else first_t - self.pre_s
+            clips.command(OpenClip(clip_id, from_t, int(message["frame"])))
         else:
             known = timeline.objects.pop(track_id, None)
             if known is None:
                 return
-            clips.command(CloseClip(known.clip_id, self._close_time(known, message.get("duration_s"))))
+            clips.command(CloseClip(known.clip_id, self._close_time(known, message.get("duration_s")),
+                                    int(message["frame"])))
 
     def on_status(self, change: StateChange) -> None:
         """A stream that ends, fails or stops closes its open clips (after its queued frames)."""

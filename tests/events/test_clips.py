@@ -9,6 +9,7 @@ the notices of the events decided on it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import http.server
 import json
@@ -448,3 +449,65 @@ def test_wired_into_a_pipeline_a_tracked_object_gets_its_clip(tmp_path: Path) ->
     # The object is there from the first frame to the stream's end: the clip is the whole stream.
     assert int(info["nb_read_frames"]) == 40
     assert sink.stats()["frames_dropped"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_clock_that_restarts_closes_the_open_clips_and_starts_a_new_ring(tmp_path: Path) -> None:
+    sink = ClipSink(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    camera = Camera()
+    try:
+        for _ in range(80):
+            frame, _ = camera.next()
+            if frame.index >= 50:  # a looped file: pts back to 0 at frame 50
+                frame = dataclasses.replace(frame, pts=(frame.index - 50) / FPS)
+            sink.on_frame(frame)
+            index = frame.index
+            sink.on_result(box_result(frame, (1,) if 20 <= index < 50 else (2,) if 61 <= index <= 65 else ()))
+            if index == 21:
+                sink.on_event(notice("object.start", "before-start", 1, index))
+            if index == 61:
+                sink.on_event(notice("object.start", "after-start", 2, index))
+            if index == 75:
+                sink.on_event(notice("object.end", "after-end", 2, index, 0.5))
+        sink.on_status(StateChange(STREAM, SourceState.ENDED, time.time()))
+    finally:
+        sink.close()
+    before = read_clip(clip_path(tmp_path, STREAM, "before-start"))
+    after = read_clip(clip_path(tmp_path, STREAM, "after-start"))
+    assert_valid_clip(before)
+    assert_valid_clip(after)
+    assert before.indices[-1] == 49, "closed where its time line ended"
+    # pts 1.0 - 1.5 s is before the new time line: from its first frame, nothing of the old one.
+    assert after.indices[0] == 50 and after.indices[-1] >= 65 + POST_S * FPS
+
+
+@pytest.mark.timeout(60)
+def test_a_clip_that_cannot_be_written_is_counted_and_the_next_one_is_written(tmp_path: Path) -> None:
+    (tmp_path / STREAM).write_bytes(b"")  # a file where the stream's directory should be
+    sink = ClipSink(tmp_path, 0.5, 0.5, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    camera = Camera()
+    try:
+        for _ in range(60):
+            frame, _ = camera.next()
+            sink.on_frame(frame)
+            index = frame.index
+            sink.on_result(box_result(frame, (1,) if 10 <= index <= 20 else (2,) if 40 <= index <= 45 else ()))
+            if index == 11:
+                sink.on_event(notice("object.start", "lost-start", 1, index))
+            if index == 25:
+                sink.on_event(notice("object.end", "lost-end", 1, index, 1.0))
+            if index == 30:
+                deadline = time.monotonic() + 15
+                while sink.stats()["clips_failed"] < 1:
+                    assert time.monotonic() < deadline, "the failed clip was not counted within 15 s"
+                    time.sleep(0.05)
+                (tmp_path / STREAM).unlink()  # the disk is fixed
+            if index == 41:
+                sink.on_event(notice("object.start", "kept-start", 2, index))
+        sink.on_status(StateChange(STREAM, SourceState.ENDED, time.time()))
+    finally:
+        sink.close()
+    stats = sink.stats()
+    assert stats["clips_failed"] == 1 and stats["clips_written"] == 1 and stats["frames_encoded"] == 60
+    assert_valid_clip(read_clip(clip_path(tmp_path, STREAM, "kept-start")))
+    assert sorted(p.name for p in (tmp_path / STREAM).iterdir()) == ["kept-start.mp4"]
