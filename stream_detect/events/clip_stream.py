@@ -14,6 +14,10 @@ line: the open clips end there and a new encoder starts (as the analytics
 end their tracks). A frame whose ``t`` does not advance (a smaller step
 back, a repeated pts) is skipped, counted.
 
+Commands are applied in order, each once the encoder has taken the frame
+its event was decided on (an end: once the frames queued before it are
+taken), or ``close_wait_s`` after it was queued, for a stream that stalls.
+
 A clip ends at the first packet at or after its close time, or when it
 reaches ``max_clip_s``, or when the stream ends. A close time the stream's
 frames never reach (a camera that stalls) is given up ``close_wait_s``
@@ -154,7 +158,6 @@ class StreamClips:
         self._wakeup = threading.Condition()
         self._frames: FrameQueue[Frame] = FrameQueue(limits.queue_size, DropPolicy.DROP_OLDEST, self._wakeup)
         self._commands: deque[tuple[float, Command]] = deque()  # (monotonic time queued, command)
-        self._end_asked = False
         self._commands_added = 0
         self._last_index: int | None = None  # the newest frame taken from the queue
         self._ring: EncodedRing | None = None
@@ -175,7 +178,6 @@ class StreamClips:
         with self._wakeup:
             self._commands.append((time.monotonic(), command))
             self._commands_added += 1
-            self._end_asked = self._end_asked or isinstance(command, EndStream)
             self._wakeup.notify_all()
 
     def stop(self) -> None:
@@ -221,9 +223,6 @@ class StreamClips:
         self._remove_partials()
         try:
             while True:
-                if self._end_asked:  # the end comes after the stream's queued frames
-                    self._drain_frames()
-                    self._apply_commands(force=True)
                 seen = self._commands_added
                 self._apply_commands()
                 try:
@@ -234,7 +233,7 @@ class StreamClips:
                     self._encode(frame)
                     continue
                 with self._wakeup:  # commands waiting for their frame wait for frames, not in a busy loop
-                    idle = not len(self._frames) and not self._frames.closed and not self._end_asked
+                    idle = not len(self._frames) and not self._frames.closed
                     if idle and self._commands_added == seen:
                         self._wakeup.wait(0.5)
                 self._give_up_waiting()
@@ -255,11 +254,13 @@ class StreamClips:
         while True:
             with self._wakeup:
                 if not self._commands:
-                    self._end_asked = False
                     return
                 queued_at, command = self._commands[0]
-                frame = None if isinstance(command, EndStream) else command.frame
-                waiting = frame is not None and (self._last_index is None or self._last_index < frame)
+                if isinstance(command, EndStream):  # after the frames queued before it
+                    waiting = bool(len(self._frames))
+                else:
+                    waiting = command.frame is not None and (self._last_index is None
+                                                             or self._last_index < command.frame)
                 if waiting and not force and time.monotonic() - queued_at < self.limits.close_wait_s:
                     return
                 self._commands.popleft()
@@ -268,18 +269,7 @@ class StreamClips:
             elif isinstance(command, CloseClip):
                 self._ask_close(command)
             else:
-                self._drain_frames()
                 self._end_time_line()
-
-    def _drain_frames(self) -> None:
-        while True:
-            try:
-                frame = self._frames.get_nowait()
-            except QueueClosed:
-                return
-            if frame is None:
-                return
-            self._encode(frame)
 
     def _open(self, command: OpenClip) -> None:
         if command.clip_id in self._clips:

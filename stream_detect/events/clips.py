@@ -25,6 +25,10 @@ without one):
   ``object.end`` is decided ``lost_s`` after the last frame, so with
   ``lost_s > post_s`` the clip holds what was encoded meanwhile (copied
   packets cannot be taken back).
+- **Order.** The encoder runs ahead of the events (frames are tapped before
+  they are detected on), or behind them when it is slow: an object's open and
+  close are applied once the encoder has taken the frame the event was
+  decided on, so a clip starts in the ring of that frame's time line.
 
 Bounds: frames waiting for a stream's encoder (``queue_size``, the oldest
 dropped), the ring (``pre_s`` + one GOP + ``ring_extra_s`` seconds, at most
@@ -61,6 +65,8 @@ _ENDS = (SourceState.ENDED, SourceState.FAILED, SourceState.STOPPED)
 CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 # Processed frames remembered per stream to find an object's first frame from its start event.
 TIMELINE = 256
+# Objects whose end a stream's sink waits for, at most.
+MAX_OBJECTS = 1024
 JOIN_S = 10.0
 COUNTERS = ("frames_encoded", "frames_dropped", "frames_skipped", "encoder_failures", "clips_open",
             "clips_written", "clips_refused", "clips_cut", "clips_failed", "clips_empty")
@@ -167,6 +173,8 @@ class ClipSink:
                 log.warning("stream %s: event id %r cannot name a clip", notice.stream_id, clip_id)
                 return
             first_t = self._first_time(timeline, int(message["frame"]), self._lead(notice.stream_id))
+            if len(timeline.objects) >= MAX_OBJECTS:  # ends never told (lost notices): forget the oldest
+                del timeline.objects[next(iter(timeline.objects))]
             timeline.objects[track_id] = _Object(clip_id, first_t, last_t=None)
             from_t = float("-inf") if first_t is None else first_t - self.pre_s
             clips.command(OpenClip(clip_id, from_t, int(message["frame"])))
@@ -182,9 +190,10 @@ class ClipSink:
         if change.state not in _ENDS:
             return
         self._timelines.pop(change.stream_id, None)
-        with self._lock:
-            clips = self._streams.pop(change.stream_id, None)
+        with self._lock:  # replaced, never mutated: the frame tap reads it without the lock
+            clips = self._streams.get(change.stream_id)
             if clips is not None:
+                self._streams = {key: value for key, value in self._streams.items() if key != change.stream_id}
                 self._retired.append(clips)
         if clips is not None:  # its frames of a later run go to a new encoder
             clips.command(EndStream())

@@ -397,7 +397,8 @@ def test_the_frame_tap_never_waits_for_a_slow_encoder(tmp_path: Path, monkeypatc
     finally:
         sink.close()
     stats = sink.stats()
-    assert max(waits[1:]) < 0.02, f"a tap call waited {max(waits[1:]) * 1000:.1f} ms"
+    # A tap that waited for the encoder would take its 50 ms (the first call also starts the thread).
+    assert max(waits[1:]) < 0.04, f"a tap call waited {max(waits[1:]) * 1000:.1f} ms"
     assert stats["frames_dropped"] > 0
     assert stats["frames_encoded"] + stats["frames_dropped"] == offered, stats
 
