@@ -512,3 +512,25 @@ def test_a_clip_that_cannot_be_written_is_counted_and_the_next_one_is_written(tm
     assert stats["clips_failed"] == 1 and stats["clips_written"] == 1 and stats["frames_encoded"] == 60
     assert_valid_clip(read_clip(clip_path(tmp_path, STREAM, "kept-start")))
     assert sorted(p.name for p in (tmp_path / STREAM).iterdir()) == ["kept-start.mp4"]
+
+
+@pytest.mark.timeout(60)
+def test_an_encoder_behind_the_events_still_starts_and_ends_each_clip_at_its_times(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    original = EncodedRing.encode
+
+    def slow(self: EncodedRing, image: np.ndarray, t: float) -> Any:
+        time.sleep(0.01)
+        return original(self, image, t)
+
+    monkeypatch.setattr(EncodedRing, "encode", slow)
+    sink = ClipSink(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    try:
+        # Every event is told long before the encoder reaches its frame; the stream ends meanwhile.
+        run_scripted(sink, 90, [Scripted("late-start", 1, first=30, last=40, lost=5)])
+    finally:
+        sink.close()
+    clip = read_clip(clip_path(tmp_path, STREAM, "late-start"))
+    assert_valid_clip(clip)
+    assert 30 - PRE_S * FPS - FPS <= clip.indices[0] <= 30 - PRE_S * FPS
+    assert 40 + POST_S * FPS <= clip.indices[-1] <= 40 + POST_S * FPS + 1
