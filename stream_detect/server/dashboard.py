@@ -42,10 +42,11 @@ def _digest(source: str) -> str:
 
 
 def content_security_policy(inline: str, host: str) -> str:
-    """Nothing but the page's own script and style; images (and the inline icon), API and websocket
-    from this server only."""
+    """Nothing but the page's own script and style; images (and the inline icon), events' clips, API
+    and websocket from this server only."""
     connect = f"connect-src 'self' ws://{host} wss://{host}" if host else "connect-src 'self'"
-    return f"default-src 'none'; {inline}; img-src 'self' data:; {connect}; base-uri 'none'; form-action 'none'"
+    return (f"default-src 'none'; {inline}; img-src 'self' data:; media-src 'self'; {connect}; base-uri 'none'; "
+            "form-action 'none'")
 
 
 def install_dashboard(app: FastAPI) -> None:

@@ -64,6 +64,8 @@
       zones: [], lines: [], geometry: "", counts: null,
       countsAt: -Infinity,  // when the last counts message arrived: older listings do not overwrite it
       tracking: false, events: new Map(), eventsAsked: false, historyOff: false, laidOut: "",
+      rows: new Map(),  // event id -> its row (kept while the event is: its thumbnail loads once)
+      media: false,  // the history answered: its events' snapshots and clips may be asked for
     };
     const image = node.querySelector(".preview");
     image.addEventListener("load", () => layoutOverlay(tile));
@@ -420,9 +422,13 @@
       const kept = [...tile.events.values()].sort(newestFirst)
         .filter((e, i) => i < EVENTS_KEPT - EVENT_ROWS || shown.has(e.id));
       tile.events = new Map(kept.map((e) => [e.id, e]));
+      for (const id of tile.rows.keys()) if (!tile.events.has(id)) tile.rows.delete(id);
     }
     tile.node.querySelector(".events").hidden = false;
     renderEvents(tile);
+    for (const e of events) {
+      if (e && e.kind === "object.end" && tile.events.get(e.id) === e) objectEnded(tile, e);
+    }
   }
 
   function duration(seconds) {
@@ -439,7 +445,7 @@
     return part;
   }
 
-  function eventRow(e) {
+  function eventRow(tile, e) {
     const item = document.createElement("li");
     item.dataset.id = e.id;
     item.dataset.kind = e.kind;
@@ -463,21 +469,201 @@
     if (e.zone) place = `zone ${e.zone}`;
     else if (e.line) place = `line ${e.line}${e.direction ? ` · ${e.direction}` : ""}`;
     const lasted = typeof e.duration_s === "number" ? duration(e.duration_s) : "";
-    item.append(when, kind, object, cell("event-place", place), cell("event-duration", lasted));
-    return item;
+    const row = { event: e, node: item, snapshot: "unknown", clip: "unknown" };
+    const thumb = cell("event-thumb", "");
+    const clip = cell("event-clip", "");
+    if (Number.isInteger(e.track_id)) {  // media belong to tracked objects
+      thumb.append(thumbnail(row));
+      clip.append(clipButton(row));
+    }
+    item.append(thumb, when, kind, object, cell("event-place", place), cell("event-duration", lasted), clip);
+    if (tile.media) loadMedia(row);
+    return row;
+  }
+
+  function rowOf(tile, e) {
+    let row = tile.rows.get(e.id);
+    if (!row) {
+      row = eventRow(tile, e);
+      tile.rows.set(e.id, row);
+    }
+    return row;
   }
 
   function renderEvents(tile) {
     const list = tile.node.querySelector(".event-list");
     const shown = shownEvents(tile);
-    list.replaceChildren(...shown.map(eventRow));
     if (!shown.length) {
       const item = document.createElement("li");
       item.className = "none";
       item.textContent = tile.events.size ? "no events pass the filters" : "no events yet";
-      list.append(item);
+      list.replaceChildren(item);
+      return;
     }
+    // A row moves only when its place changes (a new event is put above it, not the list rebuilt): its
+    // thumbnail stays loaded, and a button under the pointer or the keyboard's focus stays where it is.
+    shown.forEach((e, i) => {
+      const { node } = rowOf(tile, e);
+      if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null);
+    });
+    while (list.children.length > shown.length) list.lastElementChild.remove();
   }
+
+  // ---- an event's snapshot and clip: its object's, written when the object ends (the snapshot) and
+  // post_s (5 s) after it (the clip); until then the server answers 404, and the page asks again.
+
+  const SNAPSHOT_RETRIES_MS = [1000, 4000];  // after the object's end (another sink writes the file then)
+  const CLIP_RETRIES_MS = [6000, 20000];  // after the object's end: post_s, then a slow encoder's margin
+
+  const mediaPath = (e, file) => `/events/${encodeURIComponent(e.id)}/${file}`;
+
+  function objectName(e) {
+    return `${e.label}${Number.isInteger(e.track_id) ? ` #${e.track_id}` : ""}`;
+  }
+
+  // The thumbnail shows only once it has loaded: never a broken image while the object lasts.
+  function thumbnail(row) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "thumb";
+    button.title = "snapshot";
+    button.setAttribute("aria-label", `Snapshot of ${objectName(row.event)}`);
+    const image = document.createElement("img");
+    image.alt = "";
+    image.loading = "lazy";
+    image.decoding = "async";
+    image.addEventListener("load", () => {
+      row.snapshot = "shown";
+      button.classList.add("loaded");
+    });
+    image.addEventListener("error", () => {
+      if (row.snapshot === "loading") row.snapshot = "missing";
+    });
+    button.append(image);
+    button.addEventListener("click", () => openViewer(row.event, "snapshot"));
+    row.image = image;
+    return button;
+  }
+
+  function clipButton(row) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "clip";
+    button.textContent = "▶ clip";
+    button.hidden = true;
+    button.setAttribute("aria-label", `Play the clip of ${objectName(row.event)}`);
+    button.addEventListener("click", () => openViewer(row.event, "clip"));
+    row.clipButton = button;
+    return button;
+  }
+
+  function loadSnapshot(row) {
+    if (!row.image || row.snapshot === "shown" || row.snapshot === "loading") return;
+    row.snapshot = "loading";
+    // Lazy: a row scrolled far out of the list asks when it comes near. Set again after a 404, the
+    // same address is asked again (a failed image is not cached).
+    row.image.src = withToken(`${mediaPath(row.event, "snapshot.jpg")}?crop=1&h=64`);
+  }
+
+  // Whether the clip exists, asked without downloading it (HEAD); the control shows only then.
+  async function checkClip(row) {
+    if (!row.clipButton || row.clip === "shown" || row.clip === "checking") return;
+    row.clip = "checking";
+    try {
+      const response = await fetch(mediaPath(row.event, "clip.mp4"), {
+        method: "HEAD", headers: authHeaders, cache: "no-store", signal: AbortSignal.timeout(10000),
+      });
+      row.clip = response.ok ? "shown" : "missing";
+    } catch (error) {
+      row.clip = "missing";
+    }
+    row.clipButton.hidden = row.clip !== "shown";
+  }
+
+  function loadMedia(row) {
+    loadSnapshot(row);
+    checkClip(row);
+  }
+
+  // The history answered: rows listed before it did, and rows whose media were missing, ask (again).
+  function refreshMedia(tile) {
+    for (const row of tile.rows.values()) loadMedia(row);
+  }
+
+  const atOrBefore = (a, b) => a.at < b.at || (a.at === b.at && a.id <= b.id);
+
+  // Whether ``e`` is an event of the object that ``end`` ends, as the server tells: the same track, at
+  // or before the end, and no other end of that track in between (a track id comes back after a restart).
+  function endedBy(tile, e, end) {
+    if (e.track_id !== end.track_id || !atOrBefore(e, end)) return false;
+    for (const other of tile.events.values()) {
+      if (other !== end && other.kind === "object.end" && other.track_id === end.track_id
+        && atOrBefore(e, other) && atOrBefore(other, end)) return false;
+    }
+    return true;
+  }
+
+  // An object's end: its rows ask again for the snapshot soon, and for the clip once it can be written.
+  function objectEnded(tile, end) {
+    const retry = (delays, ask) => delays.forEach((delay) => setTimeout(() => {
+      if (tiles.get(tile.id) !== tile || !tile.media) return;  // dropped, or no history meanwhile
+      for (const row of tile.rows.values()) if (endedBy(tile, row.event, end)) ask(row);
+    }, delay));
+    retry(SNAPSHOT_RETRIES_MS, loadSnapshot);
+    retry(CLIP_RETRIES_MS, checkClip);
+  }
+
+  const viewer = document.getElementById("viewer");
+  const viewerImage = document.getElementById("viewer-image");
+  const viewerVideo = document.getElementById("viewer-video");
+  const viewerNote = document.getElementById("viewer-note");
+
+  // The full snapshot (the object's box drawn) or the clip, in one dialog over the page.
+  function openViewer(e, what) {
+    const moment = new Date(e.at * 1000);
+    document.getElementById("viewer-title").textContent =
+      `${e.stream} · ${objectName(e)} · ${e.kind} · ${moment.toLocaleString()}`;
+    viewerNote.hidden = true;
+    stopVideo();
+    viewerImage.removeAttribute("src");
+    viewerImage.hidden = what !== "snapshot";
+    viewerVideo.hidden = what !== "clip";
+    if (what === "clip") {
+      viewerVideo.src = withToken(mediaPath(e, "clip.mp4"));  // the browser seeks with range requests
+      viewerVideo.play().catch(() => { /* paused: the controls start it */ });
+    } else {
+      viewerImage.src = withToken(`${mediaPath(e, "snapshot.jpg")}?boxes=1`);
+    }
+    if (!viewer.open) viewer.showModal();
+    document.getElementById("viewer-close").focus();
+  }
+
+  function stopVideo() {
+    if (!viewerVideo.getAttribute("src")) return;
+    viewerVideo.pause();
+    viewerVideo.removeAttribute("src");
+    viewerVideo.load();  // ends its requests
+  }
+
+  function viewerProblem(text) {
+    viewerNote.textContent = text;
+    viewerNote.hidden = false;
+  }
+
+  viewerImage.addEventListener("error", () => {
+    if (viewer.open && viewerImage.getAttribute("src")) viewerProblem("The snapshot cannot be shown (no longer kept?).");
+  });
+  viewerVideo.addEventListener("error", () => {
+    if (viewer.open && viewerVideo.getAttribute("src")) viewerProblem("The clip cannot be played (no longer kept?).");
+  });
+  viewer.addEventListener("close", () => {
+    stopVideo();
+    viewerImage.removeAttribute("src");
+  });
+  viewer.addEventListener("click", (event) => {
+    if (event.target === viewer) viewer.close();  // a click on the backdrop, outside the content
+  });
+  document.getElementById("viewer-close").addEventListener("click", () => viewer.close());
 
   function eventsNote(tile, text) {
     const note = tile.node.querySelector(".events-note");
@@ -504,13 +690,16 @@
       if (tiles.get(tile.id) !== tile) return;  // dropped meanwhile
       if (response.status === 404) {
         tile.historyOff = true;  // asked again after a reconnect: the server may have restarted
+        tile.media = false;  // no history, no snapshots or clips
         eventsNote(tile, "The server keeps no event history: events since this page opened.");
       } else if (!response.ok) {
         eventsNote(tile, `History: ${await errorOf(response)}. Live events only.`);
       } else {
         const { events } = await response.json();
         eventsNote(tile, "");
+        tile.media = true;
         addEvents(tile, Array.isArray(events) ? events : []);
+        refreshMedia(tile);
         return;
       }
     } catch (error) {
@@ -628,7 +817,7 @@
   document.getElementById("add-cancel").addEventListener("click", closeAddForm);
   addForm.addEventListener("submit", addCamera);
   document.addEventListener("keydown", (event) => {
-    if (event.key === "Escape" && !addForm.hidden) {
+    if (event.key === "Escape" && !addForm.hidden && !viewer.open) {  // an open viewer closes first
       event.preventDefault();
       closeAddForm();
     }

@@ -88,6 +88,12 @@ def serving_with_history(config: Config) -> Iterator[str]:
         outputs.close()  # closed with the pipeline already; not when the start failed
 
 
+def is_media_404(text: str) -> bool:
+    """Chromium logs each 404 of an event's snapshot or clip not written yet (the page asks for both
+    while the object lasts, and again once it has ended) as a failed load: expected."""
+    return "status of 404" in text and ("/snapshot.jpg" in text or "/clip.mp4" in text)
+
+
 def wait_until(condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.25,
                sleep: Callable[[float], Any] = time.sleep) -> Any:
     """``condition()``'s first truthy value, asked every ``every_s`` for at most ``timeout_s``.
@@ -248,10 +254,12 @@ def watch_demo(base: str, started: float) -> Seen:
     polls_refused: list[bool] = []  # not empty while the test refuses the page's polls of /streams
     refused: list[str] = []  # the polls refused
 
-    def refused_poll(text: str) -> bool:
-        return bool(polls_refused) and "net::ERR_FAILED" in text and text.endswith("/streams")
+    def expected_error(text: str) -> bool:
+        """A poll of /streams the test refused, or a snapshot or clip not written yet."""
+        refused_poll = bool(polls_refused) and "net::ERR_FAILED" in text and text.endswith("/streams")
+        return refused_poll or is_media_404(text)
     with sync_playwright() as playwright:
-        browser, page = open_page(playwright, errors, allowed=refused_poll)
+        browser, page = open_page(playwright, errors, allowed=expected_error)
         try:
             def on_response(response: Any) -> None:
                 if "/events?" in response.url and response.status == 200:
