@@ -1,6 +1,7 @@
 """One clip on disk: encoded packets copied into an MP4, renamed into place when complete.
 
-The file is written under a temporary name (``<name>.partial``) and renamed
+The file is written under a temporary name (``.<name>.partial``, hidden, as
+the snapshots' temporary files are; :mod:`.media`'s sweep knows it) and renamed
 to its final name only once the muxer has finished it, so a reader never
 sees half a clip. It is a plain MP4 with ``faststart`` (the movie header
 moved to the front on close: a browser starts playing before the whole file
@@ -27,14 +28,14 @@ class ClipFile:
     """An MP4 being written from copied packets.
 
     Args:
-        path: The final path; the file is written to ``path + ".partial"`` until :meth:`close`.
+        path: The final path; the file is written to ``.<name>.partial`` beside it until :meth:`close`.
         width, height: The packets' frame size.
         rate: The nominal frame rate (the duration given to the last frame).
     """
 
     def __init__(self, path: Path, width: int, height: int, rate: float) -> None:
         self.path = path
-        self.partial = path.with_name(path.name + PARTIAL)
+        self.partial = path.with_name(f".{path.name}{PARTIAL}")
         self.width, self.height = width, height
         self._rate = fractions.Fraction(rate).limit_denominator(1001)
         self._frame_ticks = max(1, round(1 / (self._rate * TIME_BASE)))

@@ -81,9 +81,11 @@ class ClipLimits:
 
 @dataclass(frozen=True, slots=True)
 class OpenClip:
-    """An object started on frame ``frame``: open its clip from the last keyframe at or before ``from_t``."""
+    """An object started on frame ``frame``: open its clip at ``path`` from the last keyframe at or before
+    ``from_t``."""
 
     clip_id: str
+    path: Path
     from_t: float
     frame: int | None = None
 
@@ -138,7 +140,7 @@ class StreamClips:
 
     Args:
         stream_id: The stream.
-        directory: Where its clips go (``<directory>/<clip id>.mp4``).
+        directory: Its clips' directory (temporary files a crash left there are removed at the start).
         post_s: Seconds of video after an object's last frame (for a close without a time).
         keep_s: Seconds the ring keeps.
         rate: The stream's nominal frame rate, or None (:data:`DEFAULT_RATE`).
@@ -244,7 +246,7 @@ class StreamClips:
     def _remove_partials(self) -> None:
         """What a crash left half-written: never a clip."""
         with contextlib.suppress(OSError):
-            for partial in self.directory.glob(f"*.mp4{PARTIAL}"):
+            for partial in self.directory.glob(f".*.mp4{PARTIAL}"):
                 partial.unlink()
 
     def _apply_commands(self, force: bool = False) -> None:
@@ -281,8 +283,7 @@ class StreamClips:
             return
         ring = self._ring
         width, height = (ring.width, ring.height) if ring is not None else (0, 0)
-        clip = _Clip(command.clip_id, ClipFile(self.directory / f"{command.clip_id}.mp4", width, height,
-                                               self.rate))
+        clip = _Clip(command.clip_id, ClipFile(command.path, width, height, self.rate))
         self._clips[clip.clip_id] = clip
         clip.from_t = command.from_t
         if ring is not None:

@@ -40,7 +40,6 @@ a clip's length (``max_clip_s``, then closed). Every drop is counted in
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections import deque
@@ -56,13 +55,14 @@ from ..sinks import FrameResult, Notice
 from ..sources.base import SourceState
 from ..sources.capture import StateChange
 from .clip_stream import ClipLimits, CloseClip, EndStream, OpenClip, StreamClips
+from .media import media_path
 
 log = logging.getLogger(__name__)
 
 __all__ = ["ClipLimits", "ClipSink", "clip_path"]
 
 _ENDS = (SourceState.ENDED, SourceState.FAILED, SourceState.STOPPED)
-CLIP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
+CLIP_SUFFIX = ".mp4"
 # Processed frames remembered per stream to find an object's first frame from its start event.
 TIMELINE = 256
 # Objects whose end a stream's sink waits for, at most.
@@ -72,9 +72,10 @@ COUNTERS = ("frames_encoded", "frames_dropped", "frames_skipped", "encoder_failu
             "clips_written", "clips_refused", "clips_cut", "clips_failed", "clips_empty")
 
 
-def clip_path(directory: Path, stream_id: str, start_event_id: str) -> Path:
-    """Where the clip of the object whose ``object.start`` event is ``start_event_id`` is written."""
-    return directory / stream_id / f"{start_event_id}.mp4"
+def clip_path(directory: Path, stream_id: str, start_event_id: str) -> Path | None:
+    """Where the clip of the object whose ``object.start`` event is ``start_event_id`` is written
+    (:func:`.media.media_path`: None for names that are not plain)."""
+    return media_path(directory, stream_id, start_event_id, CLIP_SUFFIX)
 
 
 @dataclass(slots=True)
@@ -168,7 +169,8 @@ class ClipSink:
         track_id = int(message["track_id"])
         if message["kind"] == "object.start":
             clip_id = str(message["id"])
-            if not CLIP_ID.fullmatch(clip_id):
+            path = clip_path(self.directory, notice.stream_id, clip_id)
+            if path is None:
                 self.events_ignored += 1
                 log.warning("stream %s: event id %r cannot name a clip", notice.stream_id, clip_id)
                 return
@@ -177,7 +179,7 @@ class ClipSink:
                 del timeline.objects[next(iter(timeline.objects))]
             timeline.objects[track_id] = _Object(clip_id, first_t, last_t=None)
             from_t = float("-inf") if first_t is None else first_t - self.pre_s
-            clips.command(OpenClip(clip_id, from_t, int(message["frame"])))
+            clips.command(OpenClip(clip_id, path, from_t, int(message["frame"])))
         else:
             known = timeline.objects.pop(track_id, None)
             if known is None:

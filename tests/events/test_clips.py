@@ -29,7 +29,8 @@ import pytest
 
 from stream_detect.analytics import AnalyticsFields, StreamAnalytics
 from stream_detect.events.clip_ring import EncodedRing
-from stream_detect.events.clips import ClipLimits, ClipSink, clip_path
+from stream_detect.events.clips import ClipLimits, ClipSink
+from stream_detect.events.clips import clip_path as optional_clip_path
 from stream_detect.overlay import Overlay
 from stream_detect.records import Detections, Frame
 from stream_detect.sinks import FrameResult, Notice
@@ -179,6 +180,12 @@ def assert_valid_clip(clip: Clip) -> None:
     assert clip.first_is_key, "a clip starts with a keyframe"
     assert clip.top_level_boxes.index(b"moov") < clip.top_level_boxes.index(b"mdat"), "faststart"
     assert clip.indices == list(range(clip.indices[0], clip.indices[-1] + 1)), "no frame lost or repeated"
+
+
+def clip_path(directory: Path, stream_id: str, start_id: str) -> Path:
+    path = optional_clip_path(directory, stream_id, start_id)
+    assert path is not None
+    return path
 
 
 def wait_for(path: Path, timeout_s: float = 15.0) -> None:
