@@ -142,6 +142,10 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    for own in ("uvicorn", "uvicorn.error", "uvicorn.access"):  # uvicorn's own config may have given them
+        logger = logging.getLogger(own)                            # handlers: theirs would skip the filters
+        logger.handlers[:] = []
+        logger.propagate = True
     for noisy in ("uvicorn.access", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

@@ -38,7 +38,7 @@ def serving_events(store: EventStore | EventReader) -> Iterator[httpx.Client]:
     app = FastAPI()
     install_events_api(app, store)
     sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-events-server")
     thread.start()
     try:

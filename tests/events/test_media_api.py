@@ -38,7 +38,7 @@ pytestmark = pytest.mark.timeout(90)
 def serving(app: FastAPI) -> Iterator[str]:
     """Serves ``app`` with uvicorn on 127.0.0.1 and a free port; yields its base URL, stops in ``finally``."""
     sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-media-server")
     thread.start()
     try:

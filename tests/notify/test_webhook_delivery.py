@@ -145,6 +145,8 @@ def test_503_is_retried_with_the_same_webhook_id_until_200(tmp_path: Path) -> No
         for message in sent:
             sink.on_event(notice(message))
         wait_until(lambda: len(receiver.accepted()) == 2, 30, "both delivered after two 503s each")
+        # The receiver's answer is in before the sink has written it down: wait for that too.
+        wait_until(lambda: len(by_status(sink, "delivered")) == 2, 10, "both deliveries marked delivered")
         requests = receiver.requests()
         delivered = by_status(sink, "delivered")
     for message in sent:

@@ -30,7 +30,7 @@ def serving_deliveries(deliveries: DeliveryQueries) -> Iterator[httpx.Client]:
     app = FastAPI()
     install_webhooks_api(app, deliveries)
     sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-webhooks-server")
     thread.start()
     try:
