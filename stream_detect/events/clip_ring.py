@@ -66,7 +66,8 @@ class EncodedRing:
     Called from one thread (the stream's encoder thread).
 
     Args:
-        width, height: Frame size; every frame must have it.
+        width, height: Frame size; every frame must have it (an odd size loses its last column or row:
+            yuv420p needs an even one).
         rate: The stream's nominal frame rate (sets the GOP).
         keep_s: Seconds of packets kept behind the newest.
         keyframe_s: Longest time between keyframes, in seconds of the frames' timestamps.
@@ -76,16 +77,17 @@ class EncodedRing:
 
     def __init__(self, width: int, height: int, rate: float, keep_s: float, *, keyframe_s: float = 1.0,
                  max_bytes: int = 32 * 1024 * 1024, preset: str = "veryfast") -> None:
-        if width % 2 or height % 2:
-            raise ValueError(f"H.264 (yuv420p) needs an even frame size, got {width}x{height}")
-        self.width, self.height = width, height
+        if width < 2 or height < 2:
+            raise ValueError(f"a frame of {width}x{height} is too small to encode")
+        self.source_width, self.source_height = width, height
+        self.width, self.height = width - width % 2, height - height % 2  # the encoded size
         self.keep_s = keep_s
         self.keyframe_s = keyframe_s
         self.max_bytes = max_bytes
         nominal = fractions.Fraction(rate).limit_denominator(1001)
         self.gop = max(1, math.floor(float(nominal) * keyframe_s))
         codec: Any = av.CodecContext.create("libx264", "w")
-        codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
+        codec.width, codec.height, codec.pix_fmt = self.width, self.height, "yuv420p"
         codec.time_base = TIME_BASE
         codec.framerate = nominal
         codec.gop_size = self.gop
@@ -107,7 +109,7 @@ class EncodedRing:
 
     def accepts(self, image: np.ndarray, t: float) -> bool:
         """Whether a frame of this size at ``t`` can follow the frames encoded so far."""
-        size_fits = image.shape[0] == self.height and image.shape[1] == self.width
+        size_fits = image.shape[0] == self.source_height and image.shape[1] == self.source_width
         return size_fits and not self._flushed and (self._last_t is None or t > self._last_t)
 
     def encode(self, image: np.ndarray, t: float) -> list[EncodedPacket]:
@@ -119,9 +121,11 @@ class EncodedRing:
         """
         if not self.accepts(image, t):
             raise ValueError(f"a {image.shape[1]}x{image.shape[0]} frame at t={t:.6f} cannot follow "
-                             f"{self.width}x{self.height} at t={self._last_t}")
+                             f"{self.source_width}x{self.source_height} at t={self._last_t}")
         if self._origin_t is None:
             self._origin_t = t
+        if (self.width, self.height) != (self.source_width, self.source_height):
+            image = np.ascontiguousarray(image[:self.height, :self.width])
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = round((t - self._origin_t) / TIME_BASE)
         frame.time_base = TIME_BASE

@@ -163,6 +163,7 @@ class StreamClips:
         self._commands_added = 0
         self._last_index: int | None = None  # the newest frame taken from the queue
         self._ring: EncodedRing | None = None
+        self._last_failure: str | None = None
         self._clips: dict[str, _Clip] = {}
         self._thread = threading.Thread(target=self._run, name=f"clips:{stream_id}")
 
@@ -317,7 +318,7 @@ class StreamClips:
         ring = self._ring
         if ring is not None and ring.last_t is not None:
             step = t - ring.last_t
-            resized = (frame.height, frame.width) != (ring.height, ring.width)
+            resized = (frame.height, frame.width) != (ring.source_height, ring.source_width)
             if resized or step <= -RESTART_S or step > MAX_GAP_S:
                 self._end_time_line()
             elif step <= 0:
@@ -330,10 +331,14 @@ class StreamClips:
             packets = self._ring.encode(self.overlay.draw(frame), t)
         except Exception as error:  # a broken encoder loses its clips' tail, never the stream
             self.counters.encoder_failures += 1
-            log.error("stream %s: clip encoder failed: %s: %s", self.stream_id, type(error).__name__, error)
+            message = f"{type(error).__name__}: {error}"
+            if message != self._last_failure:  # once, not once per frame
+                self._last_failure = message
+                log.error("stream %s: clip encoder failed: %s", self.stream_id, message)
             self._ring = None
             self._end_time_line()
             return
+        self._last_failure = None
         self.counters.encode_s += time.perf_counter() - started
         self.counters.frames_encoded += 1
         self._deliver(packets)

@@ -541,3 +541,11 @@ def test_an_encoder_behind_the_events_still_starts_and_ends_each_clip_at_its_tim
     assert_valid_clip(clip)
     assert 30 - PRE_S * FPS - FPS <= clip.indices[0] <= 30 - PRE_S * FPS
     assert 40 + POST_S * FPS <= clip.indices[-1] <= 40 + POST_S * FPS + 1
+
+
+def test_an_odd_frame_size_is_encoded_without_its_last_column_and_row() -> None:
+    ring = EncodedRing(321, 181, FPS, keep_s=2.0)
+    image = np.full((181, 321, 3), 90, np.uint8)
+    packets = [p for index in range(3) for p in ring.encode(image, index / FPS)] + ring.flush()
+    assert (ring.width, ring.height) == (320, 180) and packets[0].keyframe and len(packets) == 3
+    assert not ring.accepts(np.zeros((180, 320, 3), np.uint8), 1.0), "another size is another time line"
