@@ -61,13 +61,14 @@ DEMO_ANCHORS = {("zone", "right"): (0.825, 0.5), ("line", "middle"): (0.5, 0.5)}
 
 
 @contextlib.contextmanager
-def serving_with_history(config: Config) -> Iterator[str]:
+def serving_with_history(config: Config, server_config: ServerConfig | None = None) -> Iterator[str]:
     """``config`` served as ``stream-detect run`` wires it (the history in its data directory), on
-    127.0.0.1:0; yields ``http://127.0.0.1:PORT`` and stops everything on exit."""
+    127.0.0.1:0 (with ``server_config``'s options, if given); yields ``http://127.0.0.1:PORT`` and stops
+    everything on exit."""
     outputs = build_event_outputs(config)
     try:
         pipeline = build_pipeline(config, load_detector, outputs.sinks())
-        server_config = ServerConfig(port=0)
+        server_config = server_config or ServerConfig(port=0)
         app = build_app(pipeline, server_config, None, outputs)
         sock = bind_socket("127.0.0.1", 0)
         server = build_server(app, server_config, graceful_shutdown_s=2)

@@ -6,10 +6,13 @@ their snapshots are the analyzer's own, written when an object ends. Clips are p
 short H.264 MP4 written with PyAV where an object's clip lives (``media_path`` under the data directory's
 ``clips``), so what is tested is the page's part whether or not the analyzer writes clips itself.
 
-Both tests share one server (the model loads once). Every wait is bounded: the first ended object within
-``EVENTS_WITHIN_S`` of the server's start, an open object's end within ``ENDS_WITHIN_S``, the page
-within ``SETTLE_S`` of what the server has (a clip's control within ``CLIP_SHOWN_S`` of its object's end:
-the page asks again about 6 s after it, when a clip written ``post_s`` after the end is there).
+Both tests share one server (the model loads once), with a token: the page passes it to the
+thumbnails, the dialog's image and video (as ``?token=``, what an ``<img>`` or ``<video>`` can send) and
+to its ``HEAD`` of a clip, as to its other requests; a request without it would be a 401 on the console.
+Every wait is bounded: the first ended object within ``EVENTS_WITHIN_S`` of the server's start, an open
+object's end within ``ENDS_WITHIN_S``, the page within ``SETTLE_S`` of what the server has (a clip's
+control within ``CLIP_SHOWN_S`` of its object's end: the page asks again about 6 s after it, when a
+clip written ``post_s`` after the end is there).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 import pytest
 
 from stream_detect.commands.demo import demo_config
-from stream_detect.config import parse_config
+from stream_detect.config import ServerConfig, parse_config
 from stream_detect.events.media import media_path
 from stream_detect.record.writer import VideoWriter
 
@@ -43,6 +46,8 @@ from .test_dashboard_events_browser import pytestmark as browser_marks
 pytestmark = browser_marks
 
 STREAM = "demo-camera"
+TOKEN = "wall-screen-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 ENDS_WITHIN_S = 60  # for an object the page lists as open to end
 CLIP_SHOWN_S = 30  # from an object's end to its clip's control on the page
 NO_ROW = {"thumb_visible": False, "natural_width": 0, "clip_visible": False}  # a row not listed (now)
@@ -76,13 +81,13 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]
     """The demo served with its history in a temporary data directory: its URL and that directory."""
     data_dir = tmp_path_factory.mktemp("data")
     config = demo_config(parse_config({"data_dir": str(data_dir)}), {"device": "cpu"})
-    with serving_with_history(config) as base:
+    with serving_with_history(config, ServerConfig(port=0, tokens=[TOKEN])) as base:
         yield base, data_dir
 
 
 def history(base: str) -> list[dict[str, Any]]:
     """The stream's newest events, newest first."""
-    answer = httpx.get(base + "/events", params={"stream": STREAM, "limit": "1000"}, timeout=10)
+    answer = httpx.get(base + "/events", params={"stream": STREAM, "limit": "1000"}, headers=AUTH, timeout=10)
     answer.raise_for_status()
     events: list[dict[str, Any]] = answer.json()["events"]
     return events
@@ -120,11 +125,13 @@ def ended_object(base: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def snapshot_status(base: str, event_id: str) -> int:
-    return httpx.get(f"{base}/events/{event_id}/snapshot.jpg", params={"crop": "1", "h": "64"}, timeout=10).status_code
+    answer = httpx.get(f"{base}/events/{event_id}/snapshot.jpg", params={"crop": "1", "h": "64"}, headers=AUTH,
+                       timeout=10)
+    return answer.status_code
 
 
 def clip_status(base: str, event_id: str) -> int:
-    return httpx.head(f"{base}/events/{event_id}/clip.mp4", timeout=10).status_code
+    return httpx.head(f"{base}/events/{event_id}/clip.mp4", headers=AUTH, timeout=10).status_code
 
 
 def plant_clip(data_dir: Path, start_id: str) -> Path:
@@ -215,13 +222,13 @@ def test_ended_objects_show_their_snapshot_and_open_it_full_size(demo: tuple[str
 
     base, _ = demo
     start, end = ended_object(base)
-    stream = listed_stream(base, STREAM)
+    stream = listed_stream(base, STREAM, TOKEN)
     errors: list[str] = []
     seen_broken: list[str] = []
     with sync_playwright() as playwright:
         browser, page = open_page(playwright, errors, allowed=is_media_404)
         try:
-            page.goto(base + "/")
+            page.goto(f"{base}/?token={TOKEN}")
             tile = page.locator(f'section.tile[data-stream="{STREAM}"]')
             tile.wait_for(timeout=10_000)
             ended_rows = wait_for_rows(
@@ -275,7 +282,7 @@ def test_rows_of_an_object_with_a_clip_play_it_in_the_dialog(demo: tuple[str, Pa
             page.on("response", lambda response: clip_answers.append(
                 (response.status, response.request.headers.get("range")))
                 if "/clip.mp4" in response.url and response.request.method == "GET" else None)
-            page.goto(base + "/")
+            page.goto(f"{base}/?token={TOKEN}")
             tile = page.locator(f'section.tile[data-stream="{STREAM}"]')
             tile.wait_for(timeout=10_000)
             planted_rows = wait_for_rows(
