@@ -36,10 +36,12 @@ from .inference import InferenceLane
 from .metrics import Metrics
 from .pipeline import Pipeline
 from .ports import pipeline_ports
+from .records import Frame
 from .sinks import Overflow, Sink
 from .source_store import SourceStore
 
 if TYPE_CHECKING:
+    from .events.clips import ClipSink
     from .events.media import Sweeper
     from .events.snapshots import SnapshotSink
     from .notify.mqtt import MqttSink
@@ -76,6 +78,7 @@ class EventOutputs:
     history: EventStore | None = None
     webhooks: WebhookSink | None = None
     mqtt: MqttSink | None = None
+    clips: ClipSink | None = None  # each tracked object's clip, from its stream's encoded ring
     snapshots: SnapshotSink | None = None  # each tracked object's best frame, beside the history
     snapshots_dir: Path | None = None
     clips_dir: Path | None = None
@@ -102,6 +105,8 @@ class EventOutputs:
             self.sweeper.stop()
         if self.mqtt is not None:
             self.mqtt.close()
+        if self.clips is not None:
+            self.clips.close()
         if self.webhooks is not None:
             self.webhooks.close()
         if self.history is not None:
@@ -144,18 +149,39 @@ def build_event_outputs(config: Config) -> EventOutputs:
     return outputs
 
 
-def connect_mqtt(outputs: EventOutputs, pipeline: Pipeline, config: Config) -> None:
-    """Starts the MQTT sink of ``config.mqtt`` (if any) over ``pipeline``'s streams: Home Assistant is
-    told each stream's zones, lines and labels, and forgets a stream removed at run time."""
-    if config.mqtt is None:
-        return
-    from .notify.mqtt import MqttSink
+def connect_outputs(outputs: EventOutputs, pipeline: Pipeline, config: Config) -> None:
+    """The outputs that need the pipeline itself: the clips (a frame tap: every captured frame of a tracked
+    stream is encoded once into its ring) and MQTT (Home Assistant is told each stream's zones, lines and
+    labels, and forgets a stream removed at run time)."""
+    if outputs.clips_dir is not None and config.events.clips:
+        from .events.clips import ClipSink
 
-    outputs.mqtt = MqttSink(config.mqtt, topology=lambda: stream_topology(pipeline),
-                            public_url=config.server.public_url,
-                            snapshot_of=outputs.snapshots.snapshot_of if outputs.snapshots is not None else None)
-    pipeline.dispatcher.add(outputs.mqtt)
-    pipeline.add_removal_listener(outputs.mqtt.forget)
+        def rate_of(stream_id: str) -> float | None:
+            stream = pipeline.streams.get(stream_id)
+            return getattr(stream.config, "fps", None) if stream is not None else None
+
+        def lead_frames(stream_id: str) -> int:
+            stream = pipeline.streams.get(stream_id)
+            return stream.config.tracker.minimum_consecutive_frames if stream is not None else 2
+
+        clips = outputs.clips = ClipSink(outputs.clips_dir, pre_s=config.events.clip_pre_s,
+                                         post_s=config.events.clip_post_s, rate_of=rate_of, lead_frames=lead_frames)
+
+        def tracked_frame(frame: Frame) -> None:
+            stream = pipeline.streams.get(frame.stream_id)
+            if stream is not None and stream.analytics is not None and stream.analytics.tracking:
+                clips.on_frame(frame)
+
+        pipeline.add_frame_tap(tracked_frame)
+        pipeline.dispatcher.add(clips, maxsize=64)
+    if config.mqtt is not None:
+        from .notify.mqtt import MqttSink
+
+        outputs.mqtt = MqttSink(config.mqtt, topology=lambda: stream_topology(pipeline),
+                                public_url=config.server.public_url,
+                                snapshot_of=outputs.snapshots.snapshot_of if outputs.snapshots is not None else None)
+        pipeline.dispatcher.add(outputs.mqtt)
+        pipeline.add_removal_listener(outputs.mqtt.forget)
 
 
 def stream_topology(pipeline: Pipeline) -> list[StreamTopology]:

@@ -380,6 +380,9 @@ class EventsConfig(_Strict):
     enabled: bool = Field(True, description="Keep events (GET /events, /counts); false: websocket only.")
     max_age_days: float | None = Field(30.0, gt=0, description="Delete events older than this.")
     max_events: int | None = Field(1_000_000, ge=1, description="Keep at most this many, the newest.")
+    clips: bool = Field(True, description="Keep a clip of each tracked object (H.264 MP4, /events/{id}/clip.mp4).")
+    clip_pre_s: float = Field(5.0, ge=0, le=60, description="Seconds of a clip before its object's first frame.")
+    clip_post_s: float = Field(5.0, ge=0, le=60, description="Seconds of a clip after its object's last frame.")
 
 
 class Config(_Strict):

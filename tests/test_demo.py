@@ -252,3 +252,12 @@ def test_the_demo_camera_has_a_zone_and_a_line_and_its_events_are_kept() -> None
         snapshot = httpx.get(f"{served.base}/events/{ended['id']}/snapshot.jpg?boxes=1", timeout=10)
         assert snapshot.status_code == 200 and snapshot.headers["content-type"] == "image/jpeg"
         assert cv2.imdecode(np.frombuffer(snapshot.content, np.uint8), cv2.IMREAD_COLOR).shape == (360, 640, 3)
+        deadline = time.monotonic() + HANG_S  # the clip is written post_s (5 s) after the object's end
+        while time.monotonic() < deadline:
+            clip = httpx.get(f"{served.base}/events/{ended['id']}/clip.mp4", headers={"Range": "bytes=0-99"},
+                             timeout=10)
+            if clip.status_code != 404:
+                break
+            time.sleep(0.5)
+        assert clip.status_code == 206 and clip.headers["content-type"] == "video/mp4", clip.text[:200]
+        assert clip.content[4:8] == b"ftyp"  # an MP4 from its first byte

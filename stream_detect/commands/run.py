@@ -6,7 +6,7 @@ import logging
 import socket
 from pathlib import Path
 
-from ..compose import EventOutputs, build_app, build_event_outputs, build_pipeline, connect_mqtt
+from ..compose import EventOutputs, build_app, build_event_outputs, build_pipeline, connect_outputs
 from ..config import Config, parse_config
 from ..detect import load_detector
 from ..pipeline import Pipeline
@@ -51,7 +51,7 @@ def run(config: Config, config_file: str | None = None) -> int:
     outputs = build_event_outputs(config)
     try:
         pipeline = build_pipeline(config, load_detector, outputs.sinks())
-        connect_mqtt(outputs, pipeline, config)
+        connect_outputs(outputs, pipeline, config)
         return serve(pipeline, config, store, outputs)
     finally:
         outputs.close()  # closed already when the pipeline ran; not when the server could not start
