@@ -301,6 +301,8 @@ def test_rows_of_an_object_with_a_clip_play_it_in_the_dialog(demo: tuple[str, Pa
 
             tile.locator(f'li[data-id="{end["id"]}"] button.clip').click(timeout=5_000)
             viewer = wait_for_viewer(page, lambda shown: shown["ready_state"] >= 2, "the clip ready to play", 20)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-clip.png"))
             page.locator("#viewer-close").click(timeout=5_000)
             closed = page.evaluate(READ_VIEWER)
         finally:
@@ -310,7 +312,8 @@ def test_rows_of_an_object_with_a_clip_play_it_in_the_dialog(demo: tuple[str, Pa
     assert shown_later and open_end["at"] >= open_start["at"]
     assert viewer["open"] and viewer["video_visible"] and viewer["video_controls"] and not viewer["image_visible"]
     assert f"/events/{end['id']}/clip.mp4" in viewer["video_src"], viewer
-    assert viewer["ready_state"] >= 2 and viewer["video_width"] == 320 and viewer["video_error"] is None, viewer
+    # The planted clip, or the analyzer's own once its clip writer is wired (it may replace the planted one).
+    assert viewer["ready_state"] >= 2 and viewer["video_width"] > 0 and viewer["video_error"] is None, viewer
     assert any(status == 206 and asked for status, asked in clip_answers), \
         f"the video is read with range requests: {clip_answers}"
     assert not closed["open"] and closed["video_src"] is None, "closing the viewer stops the video's requests"
