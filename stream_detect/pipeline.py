@@ -1,14 +1,18 @@
-"""Wiring: sources -> bounded queues -> detector worker -> dispatcher -> sinks.
+"""The engine: sources -> bounded queues -> detector workers -> per-stream analytics -> dispatcher -> sinks.
 
 :class:`Pipeline` owns every thread of a running analyzer: one capture thread
-per stream, the detector worker, the sinks' threads (:mod:`.sinks`) and,
-where recording is on, one recorder per stream. What happens leaves in two
-ways:
+per stream, one detector worker per model, the sinks' threads (:mod:`.sinks`)
+and, where recording is on, one recorder per stream. Each stream's lane asks
+its motion gate whether a frame needs the detector (a still frame carries the
+last detections over); each result goes through the stream's analytics
+stage (masks, filters, tracking, zones, lines: :mod:`.analytics`) on the
+detector thread, under the stream's lock. What happens leaves in two ways:
 
-- every processed frame's :class:`~.sinks.FrameResult` and every state change
-  go to the :class:`~.sinks.Dispatcher`, which hands them to each sink's own
-  thread at once (the websocket hub, the recordings' detections); the worker
-  never waits on a sink;
+- every processed frame's :class:`~.sinks.FrameResult`, every event and counts
+  change (:class:`~.sinks.Notice`) and every state change go to the
+  :class:`~.sinks.Dispatcher`, which hands them to each sink's own thread at
+  once (the websocket hub, recordings, the event history, snapshots, clips,
+  MQTT, webhooks); the worker never waits on a sink;
 - every captured frame goes to the frame taps on the capture thread (the
   preview remembers it, a recorder queues it for its encoder): taps must
   return at once and never block.
