@@ -285,6 +285,8 @@ class DetectorWorker:
         self._next_lane += 1
         while not self._stop.is_set():
             lanes = self._lanes_now()
+            if not batch and self._drained:  # nothing of theirs in flight: their last result is out
+                self._tell_drained()
             now = time.monotonic()
             decision = plan(
                 [LaneHead(len(lane.queue), lane.take) for lane in lanes],

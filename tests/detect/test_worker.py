@@ -331,3 +331,25 @@ def test_still_items_skip_the_detector_and_come_back_in_their_turn() -> None:
     finally:
         worker.stop()
         assert worker.join(5)
+
+
+@pytest.mark.timeout(20)
+def test_a_lane_that_closes_while_the_worker_waits_is_told_it_is_drained() -> None:
+    worker, _ = make_worker(ScoreDetector(), max_batch_size=2)
+    lane = ListLane("file", worker.wakeup)
+    lane.expected = 3
+    worker.add_lane(lane)
+    worker.start()
+    try:
+        for item in range(3):
+            lane.queue.put(item)
+        assert lane.done.wait(10)
+        time.sleep(0.3)  # the worker is idle, waiting on an open, empty queue
+        lane.queue.close()  # and then the lane ends, with nothing in flight
+        deadline = time.monotonic() + 10
+        while lane.drained_after is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert lane.drained_after == 3
+    finally:
+        worker.stop()
+        assert worker.join(5)
