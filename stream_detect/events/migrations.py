@@ -17,21 +17,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import EventStoreError
+from ..sqlite_files import Migration, apply_migrations
+
+__all__ = ["LATEST_VERSION", "MIGRATIONS", "SQLITE_HEADER", "Migration", "check_file", "migrate"]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-@dataclass(frozen=True)
-class Migration:
-    """One step of the schema: ``statements`` take it from ``version - 1`` to ``version``."""
-
-    version: int
-    description: str
-    statements: tuple[str, ...]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -139,19 +132,6 @@ def migrate(connection: sqlite3.Connection, path: Path, migrations: Sequence[Mig
     if version > latest:
         raise EventStoreError(f"events database {path} has schema version {version}, this stream-detect "
                               f"knows up to {latest}")
-    for migration in migrations:
-        if migration.version <= version:
-            continue
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            for statement in migration.statements:
-                connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {int(migration.version)}")
-            connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise EventStoreError(f"events database {path}: migration to schema version {migration.version} "
-                                  f"({migration.description}) failed: {error}") from None
-        version = migration.version
-    return version
+    return apply_migrations(connection, migrations, lambda migration, error: EventStoreError(
+        f"events database {path}: migration to schema version {migration.version} "
+        f"({migration.description}) failed: {error}"))

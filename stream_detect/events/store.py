@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import sqlite3
 import threading
@@ -70,14 +69,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EventStoreError, InputError
+from ..sqlite_files import WriterLock
 from .envelope import COLUMNS, Row, row_of
 from .migrations import check_file, migrate
 from .query import DEFAULT_LIMIT, EventReader
-
-try:
-    import fcntl
-except ImportError:  # Windows has no flock: there a second writer is not refused
-    fcntl = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -115,32 +110,14 @@ def events_path(data_dir: Path) -> Path:
     return data_dir / EVENTS_FILE
 
 
-class _WriterLock:
-    """An exclusive advisory lock on ``PATH.lock``, holding the owner's pid."""
-
-    def __init__(self, database: Path) -> None:
-        self.path = database.with_name(database.name + ".lock")
-        try:
-            self._descriptor: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise EventStoreError(f"events database {database} cannot be opened for writing: "
-                                  f"{error.strerror or error} ({self.path})") from None
-        if fcntl is None:
-            return
-        try:
-            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._descriptor, 32, 0).decode(errors="replace").strip() or "?"
-            self.release()
-            raise EventStoreError(f"events database {database} is open for writing already (by pid {holder}): "
-                                  "one stream-detect writes a data directory at a time") from None
-        os.ftruncate(self._descriptor, 0)
-        os.pwrite(self._descriptor, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self._descriptor is not None:
-            os.close(self._descriptor)  # closing the descriptor releases the flock
-            self._descriptor = None
+def _writer_lock(database: Path) -> WriterLock:
+    return WriterLock(
+        database,
+        cannot_open=lambda error, lock: EventStoreError(
+            f"events database {database} cannot be opened for writing: {error.strerror or error} ({lock})"),
+        held=lambda holder: EventStoreError(
+            f"events database {database} is open for writing already (by pid {holder}): "
+            "one stream-detect writes a data directory at a time"))
 
 
 class EventStore:
@@ -185,7 +162,7 @@ class EventStore:
         except OSError as error:
             raise EventStoreError(f"events database {path}: its directory cannot be made: "
                                   f"{error.strerror or error}") from None
-        self._lock = _WriterLock(path)
+        self._lock = _writer_lock(path)
         try:
             check_file(path, thorough=True)
             self._connection = self._open_writer()

@@ -31,7 +31,6 @@ they are delivered or their webhook's ``max_age_h`` passes.
 from __future__ import annotations
 
 import contextlib
-import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
@@ -40,13 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, StreamDetectError
-from ..events.migrations import SQLITE_HEADER, Migration
+from ..events.migrations import SQLITE_HEADER
 from ..events.query import decode_cursor, encode_cursor
-
-try:
-    import fcntl
-except ImportError:  # not on Windows: the lock only guards against a second writer
-    fcntl = None  # type: ignore[assignment]
+from ..sqlite_files import Migration, WriterLock, apply_migrations
 
 OUTBOX_FILE = "webhooks.db"
 STATUSES = ("pending", "delivered", "failed")
@@ -153,50 +148,19 @@ def check_file(path: Path) -> int:
 
 def migrate(connection: sqlite3.Connection, path: Path, migrations: Sequence[Migration] = MIGRATIONS) -> int:
     """Applies the migrations the outbox lacks, one transaction each (autocommit ``connection``)."""
-    version = int(connection.execute("PRAGMA user_version").fetchone()[0])
-    for migration in migrations:
-        if migration.version <= version:
-            continue
-        try:
-            connection.execute("BEGIN IMMEDIATE")
-            for statement in migration.statements:
-                connection.execute(statement)
-            connection.execute(f"PRAGMA user_version = {int(migration.version)}")
-            connection.execute("COMMIT")
-        except sqlite3.Error as error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise WebhookOutboxError(f"webhook outbox {path}: migration to version {migration.version} "
-                                     f"({migration.description}) failed: {error}") from None
-        version = migration.version
-    return version
+    return apply_migrations(connection, migrations, lambda migration, error: WebhookOutboxError(
+        f"webhook outbox {path}: migration to version {migration.version} ({migration.description}) "
+        f"failed: {error}"))
 
 
-class _WriterLock:
-    """An exclusive advisory lock on ``PATH.lock`` holding the owner's pid."""
-
-    def __init__(self, database: Path) -> None:
-        path = database.with_name(database.name + ".lock")
-        try:
-            self._descriptor: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as error:
-            raise WebhookOutboxError(f"webhook outbox {database} cannot be opened: {error.strerror or error}") from None
-        if fcntl is None:
-            return
-        try:
-            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self._descriptor, 32, 0).decode(errors="replace").strip() or "?"
-            self.release()
-            raise WebhookOutboxError(f"webhook outbox {database} is open already (by pid {holder}): "
-                                     "one stream-detect uses a data directory at a time") from None
-        os.ftruncate(self._descriptor, 0)
-        os.pwrite(self._descriptor, f"{os.getpid()}\n".encode(), 0)
-
-    def release(self) -> None:
-        if self._descriptor is not None:
-            os.close(self._descriptor)
-            self._descriptor = None
+def _writer_lock(database: Path) -> WriterLock:
+    return WriterLock(
+        database,
+        cannot_open=lambda error, lock: WebhookOutboxError(
+            f"webhook outbox {database} cannot be opened: {error.strerror or error}"),
+        held=lambda holder: WebhookOutboxError(
+            f"webhook outbox {database} is open already (by pid {holder}): "
+            "one stream-detect uses a data directory at a time"))
 
 
 class Outbox:
@@ -214,7 +178,7 @@ class Outbox:
         except OSError as error:
             raise WebhookOutboxError(f"webhook outbox {path}: its directory cannot be made: "
                                      f"{error.strerror or error}") from None
-        self._writer_lock = _WriterLock(path)
+        self._writer_lock = _writer_lock(path)
         try:
             check_file(path)
             self._connection = sqlite3.connect(path, isolation_level=None, timeout=5, check_same_thread=False)
