@@ -4,20 +4,17 @@ real uvicorn on 127.0.0.1, over a store with known events."""
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
-from stream_detect.commands.run import bind_socket
 from stream_detect.events import EventReader, EventStore, events_path
 from stream_detect.server.events_api import install_events_api
 
+from ..server.serving import serving_app
 from .sample import DAY, event
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,22 +34,8 @@ def serving_events(store: EventStore | EventReader) -> Iterator[httpx.Client]:
     """A small app with only the events routes, on a real uvicorn at 127.0.0.1:0; stopped on exit."""
     app = FastAPI()
     install_events_api(app, store)
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-events-server")
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started, "server did not start"
-        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-        assert not thread.is_alive(), "server did not stop"
+    with serving_app(app, "test-events-server") as base, httpx.Client(base_url=base, timeout=10) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,11 +16,9 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from stream_detect.analytics.events import event_id
-from stream_detect.commands.run import bind_socket
 from stream_detect.events import EventReader, EventStore, events_path
 from stream_detect.events.media import sweep
 from stream_detect.events.snapshots import SnapshotSink
@@ -29,29 +26,15 @@ from stream_detect.render import label_colour
 from stream_detect.server.media_api import install_media_api
 
 from ..media import write_h264
+from ..server.serving import serving_app
 from .test_snapshots import HEIGHT, SCENE, SHAPES, STREAM, WIDTH, analysed, decode, feed, inner_mean
 
 pytestmark = pytest.mark.timeout(90)
 
 
-@contextlib.contextmanager
-def serving(app: FastAPI) -> Iterator[str]:
+def serving(app: FastAPI) -> contextlib.AbstractContextManager[str]:
     """Serves ``app`` with uvicorn on 127.0.0.1 and a free port; yields its base URL, stops in ``finally``."""
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-media-server")
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started, "server did not start"
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-        assert not thread.is_alive(), "server did not stop"
+    return serving_app(app, "test-media-server")
 
 
 @dataclass

@@ -4,7 +4,6 @@ the deliveries a sink made to a receiver that accepts, one that refuses with 400
 from __future__ import annotations
 
 import contextlib
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
-from stream_detect.commands.run import bind_socket
 from stream_detect.server.webhooks_api import DeliveryQueries, install_webhooks_api
 
 from ..events.sample import DAY, event
+from ..server.serving import serving_app
 from .test_webhook_delivery import SECRET, hook, notice, sending
 from .webhook_receiver import free_port, receiving, wait_until
 
@@ -29,22 +27,8 @@ pytestmark = pytest.mark.timeout(60)
 def serving_deliveries(deliveries: DeliveryQueries) -> Iterator[httpx.Client]:
     app = FastAPI()
     install_webhooks_api(app, deliveries)
-    sock = bind_socket("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-webhooks-server")
-    thread.start()
-    try:
-        deadline = time.monotonic() + 15
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert server.started, "server did not start"
-        with httpx.Client(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}", timeout=10) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-        assert not thread.is_alive(), "server did not stop"
+    with serving_app(app, "test-webhooks-server") as base, httpx.Client(base_url=base, timeout=10) as client:
+        yield client
 
 
 def listed(http: httpx.Client, **params: Any) -> dict[str, Any]:

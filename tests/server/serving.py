@@ -9,10 +9,12 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import uvicorn
+from fastapi import FastAPI
 from websockets.sync.client import ClientConnection, connect
 
 from stream_detect.commands.run import bind_socket
-from stream_detect.compose import build_app
+from stream_detect.compose import EventOutputs, build_app
 from stream_detect.config import ServerConfig, parse_config
 from stream_detect.detect.fake import FakeDetector
 from stream_detect.pipeline import Pipeline
@@ -29,26 +31,38 @@ def one_camera_pipeline() -> Pipeline:
 
 
 @contextlib.contextmanager
-def serving(pipeline: Pipeline, config: ServerConfig | None = None) -> Iterator[str]:
-    """Serves ``pipeline`` (starting and stopping it) and yields ``http://127.0.0.1:PORT``."""
-    config = config or ServerConfig(port=0)
-    app = build_app(pipeline, config)
+def running(server: uvicorn.Server, name: str = "test-server") -> Iterator[str]:
+    """Runs ``server`` on its own thread on 127.0.0.1 and a free port; yields ``http://127.0.0.1:PORT``
+    once it has started, and stops it in ``finally``."""
     sock = bind_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = build_server(app, config, graceful_shutdown_s=2)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-server")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name=name)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
     try:
+        deadline = time.monotonic() + 15
+        while not server.started and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
         assert server.started, "server did not start"
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         server.should_exit = True
         thread.join(15)
         sock.close()
         assert not thread.is_alive(), "server did not stop"
+
+
+def serving_app(app: FastAPI, name: str = "test-app-server") -> contextlib.AbstractContextManager[str]:
+    """A bare application (some routes installed on a FastAPI of the test's own) served by :func:`running`."""
+    return running(uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off", log_config=None)), name)
+
+
+@contextlib.contextmanager
+def serving(pipeline: Pipeline, config: ServerConfig | None = None,
+            outputs: EventOutputs | None = None) -> Iterator[str]:
+    """Serves ``pipeline`` (starting and stopping it; with ``outputs``' routes) and yields
+    ``http://127.0.0.1:PORT``."""
+    config = config or ServerConfig(port=0)
+    with running(build_server(build_app(pipeline, config, None, outputs), config, graceful_shutdown_s=2)) as base:
+        yield base
 
 
 def ws_url(base: str, query: str = "") -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,13 +26,11 @@ import httpx
 import pytest
 
 from stream_detect.commands.demo import demo_config
-from stream_detect.commands.run import bind_socket
-from stream_detect.compose import build_app, build_event_outputs, build_pipeline
+from stream_detect.compose import build_event_outputs, build_pipeline
 from stream_detect.config import Config, ServerConfig, parse_config
 from stream_detect.detect import load_detector
 from stream_detect.detect.hf import DEMO_MODEL
 from stream_detect.pipeline import Pipeline
-from stream_detect.server.runner import build_server
 
 from .serving import serving
 from .test_dashboard_browser import ARGS, ARTIFACTS, CHROMIUM
@@ -68,23 +65,8 @@ def serving_with_history(config: Config, server_config: ServerConfig | None = No
     outputs = build_event_outputs(config)
     try:
         pipeline = build_pipeline(config, load_detector, outputs.sinks())
-        server_config = server_config or ServerConfig(port=0)
-        app = build_app(pipeline, server_config, None, outputs)
-        sock = bind_socket("127.0.0.1", 0)
-        server = build_server(app, server_config, graceful_shutdown_s=2)
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="test-server")
-        thread.start()
-        try:
-            deadline = time.monotonic() + 15
-            while not server.started and thread.is_alive() and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert server.started, "server did not start"
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-            thread.join(15)
-            sock.close()
-            assert not thread.is_alive(), "server did not stop"
+        with serving(pipeline, server_config, outputs) as base:
+            yield base
     finally:
         outputs.close()  # closed with the pipeline already; not when the start failed
 
