@@ -656,14 +656,21 @@
   viewerVideo.addEventListener("error", () => {
     if (viewer.open && viewerVideo.getAttribute("src")) viewerProblem("The clip cannot be played (no longer kept?).");
   });
-  viewer.addEventListener("close", () => {
+  function releaseMedia() {
     stopVideo();
     viewerImage.removeAttribute("src");
-  });
+  }
+
+  function closeViewer() {
+    releaseMedia();  // at once: the dialog's close event comes a task later
+    viewer.close();
+  }
+
+  viewer.addEventListener("close", releaseMedia);  // Escape closes the dialog without closeViewer
   viewer.addEventListener("click", (event) => {
-    if (event.target === viewer) viewer.close();  // a click on the backdrop, outside the content
+    if (event.target === viewer) closeViewer();  // a click on the backdrop, outside the content
   });
-  document.getElementById("viewer-close").addEventListener("click", () => viewer.close());
+  document.getElementById("viewer-close").addEventListener("click", closeViewer);
 
   function eventsNote(tile, text) {
     const note = tile.node.querySelector(".events-note");
