@@ -256,4 +256,4 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     pipeline.add_frame_tap(previews.on_frame)
     return create_app(context, ports.lifecycle, previews, InferenceApi(context),
                       StreamsApi(ports.streams, ports.changes, store), history.reader if history else None,
-                      webhooks, outputs.snapshots_dir, outputs.clips_dir)
+                      webhooks, outputs.snapshots_dir, outputs.clips_dir, ports.hls)

@@ -35,6 +35,7 @@ from .motion import MotionConfig
 from .notify.mqtt_config import MqttConfig
 from .notify.webhook_config import WebhookConfig
 from .redact import is_secret_name, redact
+from .restream.settings import RestreamConfig
 
 DEFAULT_MODEL = "facebook/detr-resnet-50"
 STREAM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # whole id: fullmatch, so no trailing newline
@@ -89,6 +90,9 @@ class _SourceBase(AnalyticsFields):  # strict like _Strict; adds tracking, zones
     )
     motion: MotionConfig = Field(
         MotionConfig(), description="Skip the detector on still frames (default: on for live sources)."
+    )
+    restream: RestreamConfig | None = Field(
+        None, description="The annotated video pushed to an RTSP server (rtsp: URL) and served as HLS (hls: true)."
     )
 
     @field_validator("id")

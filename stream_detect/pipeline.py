@@ -15,7 +15,8 @@ detector thread, under the stream's lock. What happens leaves in two ways:
   MQTT, webhooks); the worker never waits on a sink;
 - every captured frame goes to the frame taps on the capture thread (the
   preview remembers it, a recorder queues it for its encoder): taps must
-  return at once and never block.
+  return at once and never block; a re-streamed stream's frames also go to
+  its one encoder (:mod:`.restream`: RTSP push, HLS), queued the same way.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from .ports import StreamSnapshot
 from .record.recorder import Recorder, RecorderSettings
 from .record.segments import Retention
 from .records import Detections, Frame
+from .restream.build import build_stream_encoder
+from .restream.encoder import StreamEncoder
 from .sinks import Dispatcher, FrameResult, Notice
 from .sources import build_source
 from .sources.base import SourceState
@@ -76,6 +79,7 @@ class StreamRuntime:
     last_raw: Detections = field(default_factory=Detections.empty)  # the detector's, before analytics
     frames_still: int = 0  # frames that skipped the detector: nothing moved
     recorder: Recorder | None = None
+    encoder: StreamEncoder | None = None  # its annotated frames encoded once for RTSP and HLS
     removed: bool = False
     drained: bool = False  # the worker has delivered the last frame of its closed queue
     finished: bool = False  # its open tracks have ended (it ended, or was removed or stopped)
@@ -122,6 +126,7 @@ class StreamRuntime:
             recording=self.recorder.describe() if self.recorder else None,
             analytics=self._analytics(),
             frames_still=self.frames_still,
+            encoder=self.encoder.describe() if self.encoder else None,
         )
 
     def _analytics(self) -> dict[str, Any]:
@@ -268,6 +273,11 @@ class Pipeline:
                 self._recordings = RecordingSink(self)
                 self.add_frame_tap(self._recordings.on_frame)
                 self.dispatcher.add(self._recordings, maxsize=64)
+        restream = source_config.restream
+        if restream is not None and restream.enabled:
+            device = self.config.named_models()[stream.model].device
+            stream.encoder = build_stream_encoder(stream.id, restream, lambda: stream.overlay,
+                                                  getattr(source_config, "fps", None), device)
         return stream
 
     def _register(self, stream: StreamRuntime) -> None:
@@ -276,6 +286,8 @@ class Pipeline:
     def _start_stream(self, stream: StreamRuntime) -> None:
         if stream.recorder is not None:
             stream.recorder.start()
+        if stream.encoder is not None:
+            stream.encoder.start()
         stream.lane = _StreamLane(self, stream)
         self.workers[stream.model].add_lane(stream.lane)
         stream.capture.start()
@@ -364,6 +376,10 @@ class Pipeline:
         if stream.recorder is not None:
             stream.recorder.stop()
             stream.recorder.join(timeout_s)
+        if stream.encoder is not None:
+            stream.encoder.stop()
+            if not stream.encoder.join(timeout_s):
+                log.error("stream %s: the encoder did not stop within %.0f s", stream.id, timeout_s)
 
     # -- listeners -----------------------------------------------------------
 
@@ -410,9 +426,13 @@ class Pipeline:
         for stream in self.streams.values():  # after capture and sinks: the encoder is flushed last
             if stream.recorder is not None:
                 stream.recorder.stop()
+            if stream.encoder is not None:
+                stream.encoder.stop()
         for stream in self.streams.values():
             if stream.recorder is not None:
                 joined &= stream.recorder.join(max(1.0, deadline - time.monotonic()))
+            if stream.encoder is not None:
+                joined &= stream.encoder.join(max(1.0, deadline - time.monotonic()))
         if not joined:
             log.error("some threads did not stop within %.1f s", timeout)
         return joined
@@ -427,6 +447,9 @@ class Pipeline:
     # -- events --------------------------------------------------------------
 
     def _on_frame(self, frame: Frame) -> None:
+        stream = self.streams.get(frame.stream_id)
+        if stream is not None and stream.encoder is not None:
+            stream.encoder.put(frame)
         for tap in self._frame_taps:
             try:
                 tap(frame)

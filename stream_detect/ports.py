@@ -11,6 +11,7 @@ streams, workers or dispatcher::
     ModelPort        the inference API and /healthz, one per model: served id,
                      aliases, state, the load's Future, a lane for still images
     SinkStatistics   metrics: each sink's delivered, dropped, failed, buffered
+    HlsPlaylists     /streams/{id}/hls/...: a stream's HLS playlist and segments
     StreamChanges    the one write port (POST, PUT and DELETE /streams) and the
                      sources a store keeps
     Lifecycle        the application's lifespan: start and stop
@@ -42,6 +43,14 @@ if TYPE_CHECKING:
     from .inference import InferenceLane
     from .pipeline import Pipeline
     from .sinks import Dispatcher
+
+
+class HlsPlaylist(Protocol):
+    """One stream's HLS, as :class:`~stream_detect.restream.hls.HlsSegmenter` serves it."""
+
+    def playlist(self, query: str = "") -> str | None: ...
+
+    def segment(self, sequence: int) -> bytes | None: ...
 
 
 # -- records ---------------------------------------------------------------------
@@ -80,6 +89,7 @@ class StreamSnapshot:
     recording: Mapping[str, object] | None = None
     analytics: Mapping[str, object] | None = None
     frames_still: int = 0  # processed frames that skipped the detector: nothing moved
+    encoder: Mapping[str, object] | None = None  # its one H.264 encoder and that encoder's outputs
 
     def __post_init__(self) -> None:
         if self.recording is not None and not isinstance(self.recording, MappingProxyType):
@@ -107,6 +117,7 @@ class StreamSnapshot:
             "reconnects": self.reconnects,
             "latency_ms": {"p50": _milliseconds(self.latency_p50_s), "p99": _milliseconds(self.latency_p99_s)},
             "recording": None if self.recording is None else dict(self.recording),
+            "encoder": copy.deepcopy(dict(self.encoder)) if self.encoder is not None else None,
             **copy.deepcopy(dict(self.analytics or {})),
         }
 
@@ -183,6 +194,12 @@ class StreamRegistry(Protocol):
 
     def all(self) -> tuple[StreamSnapshot, ...]:
         """A snapshot of every stream, in order."""
+        ...
+
+
+class HlsPlaylists(Protocol):
+    def hls(self, stream_id: str) -> HlsPlaylist | None:
+        """The stream's HLS; None when there is no such stream or it has no ``restream: {hls: true}``."""
         ...
 
 
@@ -278,13 +295,14 @@ class Ports:
     sinks: SinkStatistics
     changes: StreamChanges
     lifecycle: Lifecycle
+    hls: HlsPlaylists
 
 
 # -- the pipeline behind them ----------------------------------------------------
 
 
 class _PipelineStreams:
-    """:class:`StreamRegistry` and :class:`PreviewSource` over a pipeline's streams."""
+    """:class:`StreamRegistry`, :class:`PreviewSource` and :class:`HlsPlaylists` over a pipeline's streams."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
@@ -305,6 +323,12 @@ class _PipelineStreams:
         if stream is None or stream.removed:
             return None
         return PreviewState(stream.run, stream.overlay, stream.processed_rate.rate())
+
+    def hls(self, stream_id: str) -> HlsPlaylist | None:
+        stream = self._pipeline.streams.get(stream_id)
+        if stream is None or stream.removed or stream.encoder is None:
+            return None
+        return next((output for output in stream.encoder.outputs if output.name == "hls"), None)  # type: ignore[return-value]
 
 
 class _PipelineStreamChanges:
@@ -399,4 +423,5 @@ def pipeline_ports(pipeline: Pipeline, api_lanes: Mapping[str, InferenceLane]) -
         sinks=_DispatcherSinks(pipeline.dispatcher),
         changes=_PipelineStreamChanges(pipeline),
         lifecycle=Lifecycle(start=pipeline.start, stop=pipeline.stop),
+        hls=streams,
     )

@@ -17,11 +17,12 @@ from .. import __version__
 from ..config import DEFAULT_MODEL_NAME
 from ..events.query import ObjectQueries
 from ..metrics import CONTENT_TYPE
-from ..ports import Lifecycle
+from ..ports import HlsPlaylists, Lifecycle
 from .api_docs import install_api_docs
 from .context import ServerContext
 from .dashboard import install_dashboard
 from .events_api import install_events_api, install_events_off
+from .hls_api import install_hls_api
 from .hosts import HostCheck
 from .inference_api import InferenceApi, install_inference_api
 from .media_api import install_media_api
@@ -82,12 +83,13 @@ class TokenMiddleware:
 def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews, inference: InferenceApi,
                streams_api: StreamsApi, events: ObjectQueries | None = None,
                deliveries: DeliveryQueries | None = None, snapshots_dir: Path | None = None,
-               clips_dir: Path | None = None) -> FastAPI:
+               clips_dir: Path | None = None, hls: HlsPlaylists | None = None) -> FastAPI:
     """The application over already wired parts (see :func:`stream_detect.compose.build_app`).
 
     ``events``: the event history read by ``/events`` and ``/counts`` (None: they answer 404, it is off).
     ``deliveries``: the webhooks' outbox read by ``/webhooks/deliveries`` (None: no webhooks).
     ``snapshots_dir``, ``clips_dir``: where the objects' snapshots and clips are (``/events/{id}/...``).
+    ``hls``: the re-streamed streams' HLS (``/streams/{id}/hls/index.m3u8``; None: no such routes).
 
     Starting it starts ``lifecycle`` (the pipeline); stopping it stops it.
     """
@@ -112,6 +114,8 @@ def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews,
     app.state.previews = previews
     install_preview(app, context, previews)
     install_streams_api(app, streams_api)
+    if hls is not None:
+        install_hls_api(app, hls, context.auth)
     if events is not None:
         install_events_api(app, events)
         if snapshots_dir is not None:
