@@ -4,9 +4,9 @@ The graph, as :func:`build_pipeline` and :func:`build_app` put it together::
 
     source --capture thread--> bounded queue --lane--> detector worker (one per model)
                   |                                           |
-                  +--> frame taps: preview, recorders         +--> dispatcher --> sinks, each on its
-                                                                   own thread: websocket hub,
-                                                                   recordings' detections, the
+                  +--> frame taps: preview                    +--> dispatcher --> sinks, each on its
+                  +--> the stream's one encoder (restream/):       own thread: websocket hub,
+                       recording, clips, RTSP push, HLS            recordings' detections, the
                                                                    event history, ...
     server routes --> read-only ports (ports.py): stream snapshots, the preview's detections,
                       the models (state, served id, their API lanes), sink statistics, the hub;
@@ -34,9 +34,8 @@ from .errors import ConfigError
 from .events import EventStore, events_path
 from .inference import InferenceLane
 from .metrics import Metrics
-from .pipeline import Pipeline
+from .pipeline import Pipeline, StreamRuntime
 from .ports import pipeline_ports
-from .records import Frame
 from .sinks import Overflow, Sink
 from .source_store import SourceStore
 
@@ -47,6 +46,7 @@ if TYPE_CHECKING:
     from .notify.mqtt import MqttSink
     from .notify.mqtt_topics import StreamTopology
     from .notify.webhooks import WebhookSink
+    from .restream.outputs import PacketOutput
 
 # Models with more labels than this (COCO's 91) announce to Home Assistant only the labels their
 # zones name, or that their 'labels' setting keeps: a sensor per label and zone would swamp it.
@@ -150,9 +150,9 @@ def build_event_outputs(config: Config) -> EventOutputs:
 
 
 def connect_outputs(outputs: EventOutputs, pipeline: Pipeline, config: Config) -> None:
-    """The outputs that need the pipeline itself: the clips (a frame tap: every captured frame of a tracked
-    stream is encoded once into its ring) and MQTT (Home Assistant is told each stream's zones, lines and
-    labels, and forgets a stream removed at run time)."""
+    """The outputs that need the pipeline itself (before it starts): the clips (an output of each tracked
+    stream's one encoder, which also feeds its recording, RTSP push and HLS) and MQTT (Home Assistant is
+    told each stream's zones, lines and labels, and forgets a stream removed at run time)."""
     if outputs.clips_dir is not None and config.events.clips:
         from .events.clips import ClipSink
 
@@ -167,12 +167,11 @@ def connect_outputs(outputs: EventOutputs, pipeline: Pipeline, config: Config) -
         clips = outputs.clips = ClipSink(outputs.clips_dir, pre_s=config.events.clip_pre_s,
                                          post_s=config.events.clip_post_s, rate_of=rate_of, lead_frames=lead_frames)
 
-        def tracked_frame(frame: Frame) -> None:
-            stream = pipeline.streams.get(frame.stream_id)
-            if stream is not None and stream.analytics is not None and stream.analytics.tracking:
-                clips.on_frame(frame)
+        def tracked_stream(stream: StreamRuntime) -> PacketOutput | None:
+            tracked = stream.analytics is not None and stream.analytics.tracking
+            return clips.output(stream.id) if tracked else None
 
-        pipeline.add_frame_tap(tracked_frame)
+        pipeline.add_encoder_output(tracked_stream)
         pipeline.dispatcher.add(clips, maxsize=64)
     if config.mqtt is not None:
         from .notify.mqtt import MqttSink

@@ -38,7 +38,7 @@ from .config import DEFAULT_MODEL_NAME, Config, ModelConfig, RecordConfig, Sourc
 from .detect.base import Detector
 from .detect.batching import Take
 from .detect.worker import BatchStats, DetectorWorker
-from .errors import ConfigError, StreamExistsError, UnknownStreamError
+from .errors import ConfigError, ModelError, StreamExistsError, UnknownStreamError
 from .frame_queue import DropPolicy, FrameQueue
 from .motion import MotionGate, motion_enabled
 from .overlay import Overlay, frame_time
@@ -46,8 +46,9 @@ from .ports import StreamSnapshot
 from .record.recorder import Recorder, RecorderSettings
 from .record.segments import Retention
 from .records import Detections, Frame
-from .restream.build import build_stream_encoder
+from .restream.build import codec_settings, restream_outputs
 from .restream.encoder import StreamEncoder
+from .restream.outputs import PacketOutput
 from .sinks import Dispatcher, FrameResult, Notice
 from .sources import build_source
 from .sources.base import SourceState
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 _ENDS = (SourceState.ENDED, SourceState.FAILED)
 
 FrameTap = Callable[[Frame], None]
+EncoderOutputFactory = Callable[["StreamRuntime"], PacketOutput | None]
 
 
 @dataclass(eq=False)
@@ -79,7 +81,8 @@ class StreamRuntime:
     last_raw: Detections = field(default_factory=Detections.empty)  # the detector's, before analytics
     frames_still: int = 0  # frames that skipped the detector: nothing moved
     recorder: Recorder | None = None
-    encoder: StreamEncoder | None = None  # its annotated frames encoded once for RTSP and HLS
+    # Its annotated frames encoded once, for its recording, clips, RTSP push and HLS alike.
+    encoder: StreamEncoder | None = None
     removed: bool = False
     drained: bool = False  # the worker has delivered the last frame of its closed queue
     finished: bool = False  # its open tracks have ended (it ended, or was removed or stopped)
@@ -192,18 +195,13 @@ class _StreamLane:
 
 
 class RecordingSink:
-    """Feeds each recorded stream's recorder: its frames (a tap, on the capture thread: the
-    recorder only queues them) and its detections (a sink: the JSON Lines sidecar)."""
+    """Feeds each recorded stream's recorder its detections (the JSON Lines sidecar); its video comes
+    from the stream's encoder."""
 
     name = "recordings"
 
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
-
-    def on_frame(self, frame: Frame) -> None:
-        stream = self._pipeline.streams.get(frame.stream_id)
-        if stream is not None and stream.recorder is not None:
-            stream.recorder.on_frame(frame)
 
     def on_result(self, result: FrameResult) -> None:
         stream = self._pipeline.streams.get(result.stream_id)
@@ -247,6 +245,7 @@ class Pipeline:
         self.streams: dict[str, StreamRuntime] = {}
         self.dispatcher = Dispatcher()
         self._frame_taps: list[FrameTap] = []
+        self._encoder_outputs: list[EncoderOutputFactory] = []
         self._batch_listeners: list[Callable[[BatchStats], None]] = []
         self._removal_listeners: list[Callable[[str], None]] = []
         self._changes = threading.Lock()  # one add, replace or remove at a time
@@ -267,18 +266,33 @@ class Pipeline:
         if stream.analytics.tracking:
             stream.counts = stream.analytics.counts_message(time.time())
         record = self.config.recording_of(source_config)
+        outputs = restream_outputs(source_config)
         if record is not None:
-            stream.recorder = Recorder(stream.id, recorder_settings(record, source_config))
+            stream.recorder = Recorder(stream.id, recorder_settings(record))
+            outputs.append(stream.recorder.output())
             if self._recordings is None:
                 self._recordings = RecordingSink(self)
-                self.add_frame_tap(self._recordings.on_frame)
                 self.dispatcher.add(self._recordings, maxsize=64)
-        restream = source_config.restream
-        if restream is not None and restream.enabled:
-            device = self.config.named_models()[stream.model].device
-            stream.encoder = build_stream_encoder(stream.id, restream, lambda: stream.overlay,
-                                                  getattr(source_config, "fps", None), device)
+        for factory in self._encoder_outputs:
+            output = factory(stream)
+            if output is not None:
+                outputs.append(output)
+        for output in outputs:
+            self._attach(stream, output)
         return stream
+
+    def _attach(self, stream: StreamRuntime, output: PacketOutput) -> None:
+        """Adds ``output`` to the stream's one encoder, made with the first output."""
+        if stream.encoder is None:
+            source = stream.config
+            device = self.config.named_models()[stream.model].device
+            try:
+                codec, queue_size = codec_settings(source, self.config.recording_of(source), device)
+            except ModelError as error:
+                raise ConfigError(f"sources[{source.id}].restream.encoder: {error}") from None
+            stream.encoder = StreamEncoder(stream.id, lambda: stream.overlay, (), getattr(source, "fps", None),
+                                           codec, queue_size)
+        stream.encoder.add_output(output)
 
     def _register(self, stream: StreamRuntime) -> None:
         self.streams = {**self.streams, stream.id: stream}
@@ -373,19 +387,30 @@ class Pipeline:
             log.error("stream %s: capture did not stop within %.0f s", stream.id, timeout_s)
         if stream.lane is not None:
             self.workers[stream.model].remove_lane(stream.lane)
-        if stream.recorder is not None:
-            stream.recorder.stop()
-            stream.recorder.join(timeout_s)
-        if stream.encoder is not None:
+        if stream.encoder is not None:  # flushed into the recorder before it stops
             stream.encoder.stop()
             if not stream.encoder.join(timeout_s):
                 log.error("stream %s: the encoder did not stop within %.0f s", stream.id, timeout_s)
+        if stream.recorder is not None:
+            stream.recorder.stop()
+            stream.recorder.join(timeout_s)
 
     # -- listeners -----------------------------------------------------------
 
     def add_frame_tap(self, tap: FrameTap) -> None:
         """``tap(frame)`` on the capture thread for every captured frame; must return at once."""
         self._frame_taps.append(tap)
+
+    def add_encoder_output(self, factory: EncoderOutputFactory) -> None:
+        """``factory(stream)`` for every stream, now and added later: an output of the stream's one encoder
+        (clips), or None. Before :meth:`start` only (an encoder's outputs are fixed once it runs)."""
+        if self._started:
+            raise RuntimeError("encoder outputs are added before the pipeline starts")
+        self._encoder_outputs.append(factory)
+        for stream in self.streams.values():
+            output = factory(stream)
+            if output is not None:
+                self._attach(stream, output)
 
     def add_batch_listener(self, listener: Callable[[BatchStats], None]) -> None:
         self._batch_listeners.append(listener)
@@ -422,17 +447,19 @@ class Pipeline:
             joined &= worker.join(max(0.0, deadline - time.monotonic()))
         for stream in self.streams.values():  # stopped: their open tracks end, before the sinks close
             self._finish(stream, remove=True)
-        joined &= self.dispatcher.close(max(0.5, deadline - time.monotonic()))  # what is buffered is delivered
-        for stream in self.streams.values():  # after capture and sinks: the encoder is flushed last
-            if stream.recorder is not None:
-                stream.recorder.stop()
+        for stream in self.streams.values():  # after capture: what is queued is encoded, the encoder flushed
             if stream.encoder is not None:
                 stream.encoder.stop()
         for stream in self.streams.values():
-            if stream.recorder is not None:
-                joined &= stream.recorder.join(max(1.0, deadline - time.monotonic()))
             if stream.encoder is not None:
                 joined &= stream.encoder.join(max(1.0, deadline - time.monotonic()))
+        joined &= self.dispatcher.close(max(0.5, deadline - time.monotonic()))  # what is buffered is delivered
+        for stream in self.streams.values():  # after the encoders and sinks: the last segment is complete
+            if stream.recorder is not None:
+                stream.recorder.stop()
+        for stream in self.streams.values():
+            if stream.recorder is not None:
+                joined &= stream.recorder.join(max(1.0, deadline - time.monotonic()))
         if not joined:
             log.error("some threads did not stop within %.1f s", timeout)
         return joined
@@ -540,9 +567,8 @@ class Pipeline:
 
 
 
-def recorder_settings(record: RecordConfig, source: SourceConfig) -> RecorderSettings:
-    """Recorder settings of one stream; the nominal rate is the source's when it has one."""
-    nominal_fps = getattr(source, "fps", None) or 25.0
+def recorder_settings(record: RecordConfig) -> RecorderSettings:
+    """Recorder settings of one stream (how it is encoded is its encoder's: :func:`.restream.build.codec_settings`)."""
     return RecorderSettings(
         directory=Path(record.dir),
         segment_seconds=record.segment_seconds,
@@ -550,9 +576,6 @@ def recorder_settings(record: RecordConfig, source: SourceConfig) -> RecorderSet
             max_bytes=record.max_bytes,
             max_age_s=None if record.max_age_hours is None else record.max_age_hours * 3600,
         ),
-        encoder=record.encoder,
-        preset=record.preset,
         queue_size=record.queue_size,
-        fps=float(nominal_fps),
         retry_s=record.retry_s,
     )

@@ -1,18 +1,18 @@
-"""One stream's clips: its encoder thread, its ring of packets and the clips open on it.
+"""One stream's clips: its clip thread, its ring of packets and the clips open on it.
 
 :class:`StreamClips` owns a thread (``clips:<stream-id>``) that takes the
-stream's captured frames from a small drop-oldest queue, draws each with
-the latest overlay, encodes it once into an :class:`~.clip_ring.EncodedRing`
-and copies the new packets into every open clip. The pipeline's threads only
-queue: :meth:`StreamClips.put` (a frame) and :meth:`StreamClips.command`
-(open, close, end) never wait on the encoder.
+packets of the stream's one encoder (:mod:`stream_detect.restream.encoder`,
+through a :class:`~stream_detect.restream.feed.PacketFeed`) from a small
+drop-oldest queue, keeps them in a :class:`~.clip_ring.PacketRing` and
+copies them into every open clip. The encoder's thread and the sinks' only
+queue: :meth:`StreamClips.put` (a frame's packets) and
+:meth:`StreamClips.command` (open, close, end) never wait on the disk.
 
-Time line: frames are encoded at their stream time ``t`` (pts, or capture
-time). A ``t`` that goes back by :data:`RESTART_S` or more, jumps ahead by
-more than :data:`MAX_GAP_S`, or a frame of another size starts a new time
-line: the open clips end there and a new encoder starts (as the analytics
-end their tracks). A frame whose ``t`` does not advance (a smaller step
-back, a repeated pts) is skipped, counted.
+Time line: the encoder starts a new time line when the stream restarts its
+clock or changes size (:mod:`stream_detect.restream.encoder`); the open
+clips end there (as the analytics end their tracks) and a new ring starts.
+A frame's packets dropped on the way (a full queue) leave a gap: what
+follows is skipped until the next keyframe, counted.
 
 Commands are applied in order, each once the encoder has taken the frame
 its event was decided on (an end: once the frames queued before it are
@@ -35,15 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
-from ..overlay import Overlay, frame_time
-from ..records import Frame
+from ..restream.feed import EncodedFrame, GapGuard
 from .clip_file import PARTIAL, ClipFile
-from .clip_ring import EncodedPacket, EncodedRing
+from .clip_ring import EncodedPacket, PacketRing
 
 log = logging.getLogger(__name__)
 
-RESTART_S = 1.0
-MAX_GAP_S = 5.0
 DEFAULT_RATE = 25.0
 
 
@@ -54,12 +51,11 @@ class ClipLimits:
     Attributes:
         max_open: Clips open at once per stream; an object that starts beyond it gets no clip (counted).
         max_clip_s: A clip is closed at this length (counted as cut).
-        queue_size: Captured frames waiting for the encoder; more drop the oldest (counted).
+        queue_size: Frames' packets waiting for the clip thread; more drop the oldest (counted).
         ring_extra_s: Seconds the ring keeps beyond ``pre_s`` and one GOP: how late an object's start
             may be told (detection latency and the tracker's confirmation).
         max_ring_bytes: Encoded bytes one stream's ring holds at most.
-        keyframe_s: Longest time between keyframes.
-        preset: libx264's speed preset.
+        keyframe_s: Longest time between the encoder's keyframes (the ring keeps one GOP more).
         close_wait_s: Wall-clock seconds a clip waits for frames to reach its close time.
     """
 
@@ -69,7 +65,6 @@ class ClipLimits:
     ring_extra_s: float = 3.0
     max_ring_bytes: int = 32 * 1024 * 1024
     keyframe_s: float = 1.0
-    preset: str = "veryfast"
     close_wait_s: float = 10.0
 
     def __post_init__(self) -> None:
@@ -124,10 +119,7 @@ class _Clip:
 class ClipCounters:
     """What one stream's clips did (written by its thread, read by anyone)."""
 
-    frames_encoded: int = 0
-    frames_skipped: int = 0
-    encode_s: float = 0.0
-    encoder_failures: int = 0
+    frames_taken: int = 0
     clips_written: int = 0
     clips_refused: int = 0
     clips_cut: int = 0
@@ -143,7 +135,7 @@ class StreamClips:
         directory: Its clips' directory (temporary files a crash left there are removed at the start).
         post_s: Seconds of video after an object's last frame (for a close without a time).
         keep_s: Seconds the ring keeps.
-        rate: The stream's nominal frame rate, or None (:data:`DEFAULT_RATE`).
+        rate: The stream's nominal frame rate, or None (:data:`DEFAULT_RATE`; the encoder's, once it tells).
         limits: The bounds.
     """
 
@@ -155,15 +147,15 @@ class StreamClips:
         self.keep_s = keep_s
         self.rate = rate or DEFAULT_RATE
         self.limits = limits
-        self.overlay = Overlay.empty()  # replaced by the result sink's thread, read here
         self.counters = ClipCounters()
         self._wakeup = threading.Condition()
-        self._frames: FrameQueue[Frame] = FrameQueue(limits.queue_size, DropPolicy.DROP_OLDEST, self._wakeup)
+        self._frames: FrameQueue[EncodedFrame] = FrameQueue(limits.queue_size, DropPolicy.DROP_OLDEST, self._wakeup)
         self._commands: deque[tuple[float, Command]] = deque()  # (monotonic time queued, command)
         self._commands_added = 0
         self._last_index: int | None = None  # the newest frame taken from the queue
-        self._ring: EncodedRing | None = None
-        self._last_failure: str | None = None
+        self._ring: PacketRing | None = None
+        self._time_line = 0
+        self._guard = GapGuard()
         self._clips: dict[str, _Clip] = {}
         self._thread = threading.Thread(target=self._run, name=f"clips:{stream_id}")
 
@@ -172,9 +164,9 @@ class StreamClips:
     def start(self) -> None:
         self._thread.start()
 
-    def put(self, frame: Frame) -> None:
-        """Queues a captured frame; never waits (a full queue drops its oldest, counted)."""
-        self._frames.put(frame)
+    def put(self, encoded: EncodedFrame) -> None:
+        """Queues a frame's packets; never waits (a full queue drops its oldest, counted)."""
+        self._frames.put(encoded)
 
     def command(self, command: Command) -> None:
         """Queues a command; commands are never dropped (one per object start or end)."""
@@ -201,13 +193,9 @@ class StreamClips:
         ring = self._ring
         counters = self.counters
         return {
-            "frames_encoded": counters.frames_encoded,
+            "frames_taken": counters.frames_taken,
             "frames_dropped": self._frames.dropped,
-            "frames_skipped": counters.frames_skipped,
-            "encode_s": round(counters.encode_s, 6),
-            "encode_ms_mean": round(1000 * counters.encode_s / counters.frames_encoded, 3)
-            if counters.frames_encoded else None,
-            "encoder_failures": counters.encoder_failures,
+            "packets_skipped": self._guard.packets_skipped,
             "clips_open": len(self._clips),
             "clips_written": counters.clips_written,
             "clips_refused": counters.clips_refused,
@@ -233,7 +221,7 @@ class StreamClips:
                 except QueueClosed:
                     break
                 if frame is not None:
-                    self._encode(frame)
+                    self._take(frame)
                     continue
                 with self._wakeup:  # commands waiting for their frame wait for frames, not in a busy loop
                     idle = not len(self._frames) and not self._frames.closed
@@ -312,41 +300,23 @@ class StreamClips:
             if clip.close_by is not None and now >= clip.close_by:
                 self._finish(clip)
 
-    def _encode(self, frame: Frame) -> None:
-        self._last_index = frame.index
-        t = frame_time(frame)
-        ring = self._ring
-        if ring is not None and ring.last_t is not None:
-            step = t - ring.last_t
-            resized = (frame.height, frame.width) != (ring.source_height, ring.source_width)
-            if resized or step <= -RESTART_S or step > MAX_GAP_S:
+    def _take(self, encoded: EncodedFrame) -> None:
+        self._last_index = encoded.index
+        new_time_line = encoded.time_line != self._time_line
+        if new_time_line:
+            if self._ring is not None:
                 self._end_time_line()
-            elif step <= 0:
-                self.counters.frames_skipped += 1
-                return
-        started = time.perf_counter()
-        try:
-            if self._ring is None:
-                self._ring = self._new_ring(frame)
-            packets = self._ring.encode(self.overlay.draw(frame), t)
-        except Exception as error:  # a broken encoder loses its clips' tail, never the stream
-            self.counters.encoder_failures += 1
-            message = f"{type(error).__name__}: {error}"
-            if message != self._last_failure:  # once, not once per frame
-                self._last_failure = message
-                log.error("stream %s: clip encoder failed: %s", self.stream_id, message)
-            self._ring = None
-            self._end_time_line()
-            return
-        self._last_failure = None
-        self.counters.encode_s += time.perf_counter() - started
-        self.counters.frames_encoded += 1
-        self._deliver(packets)
+            self._time_line = encoded.time_line
+            self._ring = self._new_ring(encoded)
+        self.counters.frames_taken += 1
+        packets = self._guard.usable(encoded, new_time_line)
+        if self._ring is not None and packets:
+            self._ring.add(packets)
+            self._deliver(packets)
 
-    def _new_ring(self, frame: Frame) -> EncodedRing:
-        limits = self.limits
-        ring = EncodedRing(frame.width, frame.height, self.rate, self.keep_s, keyframe_s=limits.keyframe_s,
-                           max_bytes=limits.max_ring_bytes, preset=limits.preset)
+    def _new_ring(self, encoded: EncodedFrame) -> PacketRing:
+        self.rate = encoded.rate or self.rate
+        ring = PacketRing(encoded.width, encoded.height, self.keep_s, max_bytes=self.limits.max_ring_bytes)
         for clip in self._clips.values():  # opened before the first frame: they take its size
             if not clip.file.started:
                 clip.file.width, clip.file.height = ring.width, ring.height
@@ -384,14 +354,8 @@ class StreamClips:
         return True
 
     def _end_time_line(self) -> None:
-        """Flushes the encoder into the open clips and closes them all; the next frame starts anew."""
-        ring, self._ring = self._ring, None
-        if ring is not None:
-            try:
-                self._deliver(ring.flush())
-            except Exception as error:
-                self.counters.encoder_failures += 1
-                log.error("stream %s: flushing the clip encoder failed: %s", self.stream_id, error)
+        """Closes the open clips (the encoder's flush has been delivered); the next time line starts anew."""
+        self._ring = None
         for clip in list(self._clips.values()):
             self._finish(clip)
 

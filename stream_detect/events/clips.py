@@ -1,12 +1,14 @@
 """Clips of tracked objects: ``<directory>/<stream>/<object.start event id>.mp4``.
 
-:class:`ClipSink` is a frame tap and an event sink. Each stream's captured
-frames are drawn with the latest overlay and encoded once, on the stream's
-own thread (:mod:`.clip_stream`), into a ring of H.264 packets
-(:mod:`.clip_ring`). An ``object.start`` notice opens the object's clip, an
+:class:`ClipSink` is an event sink and, per stream, an output of the
+stream's one encoder (:meth:`ClipSink.output`: the composition root adds it
+to each tracked stream's :class:`~stream_detect.restream.encoder.StreamEncoder`,
+which also feeds recording, RTSP and HLS). Each stream's packets are kept
+in a ring (:mod:`.clip_ring`) on the stream's clip thread
+(:mod:`.clip_stream`). An ``object.start`` notice opens the object's clip, an
 ``object.end`` notice sets when it closes; every open clip copies the same
-packets (:mod:`.clip_file`), so many overlapping objects cost one encode.
-It needs no recorder: recording on or off, clips are the same.
+packets (:mod:`.clip_file`), so many overlapping objects cost no encode at
+all. Recording on or off, clips are the same.
 
 Timing rule (all times are the frames' stream times: pts, or capture time
 without one):
@@ -27,11 +29,11 @@ without one):
   packets cannot be taken back).
 - **Order.** The encoder runs ahead of the events (frames are tapped before
   they are detected on), or behind them when it is slow: an object's open and
-  close are applied once the encoder has taken the frame the event was
+  close are applied once the clip thread has taken the frame the event was
   decided on, so a clip starts in the ring of that frame's time line.
 
-Bounds: frames waiting for a stream's encoder (``queue_size``, the oldest
-dropped), the ring (``pre_s`` + one GOP + ``ring_extra_s`` seconds, at most
+Bounds: frames' packets waiting for a stream's clip thread (``queue_size``,
+the oldest dropped), the ring (``pre_s`` + one GOP + ``ring_extra_s`` seconds, at most
 ``max_ring_bytes``), clips open per stream (``max_open``; more are refused),
 a clip's length (``max_clip_s``, then closed). Every drop is counted in
 :meth:`ClipSink.stats`.
@@ -49,8 +51,8 @@ from pathlib import Path
 from typing import Any
 
 from ..config import STREAM_ID
-from ..overlay import Overlay, frame_time
-from ..records import Frame
+from ..overlay import frame_time
+from ..restream.feed import EncodedFrame, PacketFeed
 from ..sinks import FrameResult, Notice
 from ..sources.base import SourceState
 from ..sources.capture import StateChange
@@ -68,8 +70,8 @@ TIMELINE = 256
 # Objects whose end a stream's sink waits for, at most.
 MAX_OBJECTS = 1024
 JOIN_S = 10.0
-COUNTERS = ("frames_encoded", "frames_dropped", "frames_skipped", "encoder_failures", "clips_open",
-            "clips_written", "clips_refused", "clips_cut", "clips_failed", "clips_empty")
+COUNTERS = ("frames_taken", "frames_dropped", "packets_skipped", "clips_open", "clips_written", "clips_refused",
+            "clips_cut", "clips_failed", "clips_empty")
 
 
 def clip_path(directory: Path, stream_id: str, start_event_id: str) -> Path | None:
@@ -101,13 +103,14 @@ class _Timeline:
 
 
 class ClipSink:
-    """Writes a clip per tracked object. Add :meth:`on_frame` as a frame tap and the sink as an event sink.
+    """Writes a clip per tracked object. Add :meth:`output` to each tracked stream's encoder and the sink
+    as an event sink.
 
     Args:
         directory: Clips go to ``<directory>/<stream>/<object.start event id>.mp4``.
         pre_s: Seconds of video before an object's first frame.
         post_s: Seconds of video after its last frame.
-        limits: Queue, ring and clip bounds; encoder settings.
+        limits: Queue, ring and clip bounds.
         rate_of: A stream's nominal frame rate (sets its GOP), or None when unknown.
         lead_frames: Processed frames from an object's first detection to its ``object.start`` (the
             tracker's ``minimum_consecutive_frames``), per stream or for all.
@@ -131,18 +134,26 @@ class ClipSink:
         self._streams: dict[str, StreamClips] = {}
         self._retired: list[StreamClips] = []
         self._retired_counts = dict.fromkeys(COUNTERS, 0)
-        self._retired_encode_s = 0.0
         self._timelines: dict[str, _Timeline] = {}  # the sink runner's thread only
         self._closed = False
         self.events_ignored = 0  # ids that cannot name a file
 
-    # -- the frame tap (capture threads) -----------------------------------------
+    # -- the encoders' outputs (their threads) --------------------------------------
 
-    def on_frame(self, frame: Frame) -> None:
-        """Queues a captured frame for its stream's encoder; returns at once."""
-        clips = self._stream(frame.stream_id)
-        if clips is not None:
-            clips.put(frame)
+    def output(self, stream_id: str) -> PacketFeed:
+        """What stream ``stream_id``'s encoder feeds: each frame's packets, queued for its clip thread
+        (started with the first; a stream that ended gets a new one when its frames come back)."""
+
+        def deliver(encoded: EncodedFrame) -> None:
+            clips = self._stream(stream_id)
+            if clips is not None:
+                clips.put(encoded)
+
+        def describe() -> dict[str, Any]:
+            clips = self._streams.get(stream_id)
+            return clips.stats() if clips is not None else {}
+
+        return PacketFeed("clips", deliver, describe)
 
     # -- the sink (its runner's thread) ------------------------------------------
 
@@ -150,7 +161,6 @@ class ClipSink:
         clips = self._stream(result.stream_id)
         if clips is None:
             return
-        clips.overlay = result.overlay if result.overlay is not None else Overlay(result.detections)
         timeline = self._timelines.setdefault(result.stream_id, _Timeline())
         t = frame_time(result.frame)
         timeline.processed.append((result.frame.index, t))
@@ -202,7 +212,7 @@ class ClipSink:
             clips.stop()
 
     def close(self) -> None:
-        """Encodes what is queued, closes every open clip and joins the encoder threads."""
+        """Writes what is queued, closes every open clip and joins the clip threads."""
         with self._lock:
             self._closed = True
             self._retired.extend(self._streams.values())  # their counters stay in stats()
@@ -213,7 +223,7 @@ class ClipSink:
             clips.stop()
         for clips in streams:
             if not clips.join(max(0.1, deadline - time.monotonic())):
-                log.error("stream %s: the clip encoder did not stop within %.0f s", clips.stream_id, JOIN_S)
+                log.error("stream %s: the clip thread did not stop within %.0f s", clips.stream_id, JOIN_S)
 
     # -- numbers ----------------------------------------------------------------
 
@@ -224,16 +234,12 @@ class ClipSink:
             streams = dict(self._streams)
             retired = list(self._retired)
             totals = dict(self._retired_counts)
-            encode_s = self._retired_encode_s
         per_stream = {stream_id: clips.stats() for stream_id, clips in streams.items()}
-        encode_s += sum(clips.counters.encode_s for clips in [*streams.values(), *retired])
         for described in [*per_stream.values(), *(clips.stats() for clips in retired)]:
             for key in COUNTERS:
                 value = described[key]
                 totals[key] += value if isinstance(value, int) else 0
-        frames = totals["frames_encoded"]
-        return {**totals, "events_ignored": self.events_ignored,
-                "encode_ms_mean": round(1000 * encode_s / frames, 3) if frames else None, "streams": per_stream}
+        return {**totals, "events_ignored": self.events_ignored, "streams": per_stream}
 
     # -- inside -----------------------------------------------------------------
 
@@ -261,7 +267,6 @@ class ClipSink:
         for clips in [c for c in self._retired if not c.alive]:
             self._retired.remove(clips)
             described = clips.stats()
-            self._retired_encode_s += clips.counters.encode_s
             for key in COUNTERS:
                 value = described[key]
                 if key != "clips_open" and isinstance(value, int):

@@ -1,12 +1,15 @@
 """Recording a live stream's annotated video, one thread per stream.
 
-Every captured frame is drawn with the latest detections and encoded at the
-source's timestamps into segments of ``segment_seconds``. Encoding runs on the
-recorder's own thread behind a small drop-oldest queue: a slow encoder loses
-recording frames (counted), it never stalls capture or detection. Each
-segment has a JSON Lines sidecar with every processed frame's detections
-message.
-A stop flushes the encoder, so the last segment is complete.
+The stream's one encoder (:mod:`stream_detect.restream.encoder`: every
+captured frame drawn with the latest detections, encoded once for
+recording, clips, RTSP and HLS) hands the recorder each frame's packets
+(:meth:`Recorder.output`); the recorder copies them, never re-encoding, into
+segments of ``segment_seconds``, each starting at a keyframe. Writing runs on
+the recorder's own thread behind a small drop-oldest queue: a slow disk loses
+recording frames (counted; what follows a gap waits for the next keyframe),
+it never stalls the encoder, capture or detection. Each segment has a JSON
+Lines sidecar with every processed frame's detections message. A stop
+flushes the encoder first, so the last segment is complete.
 
 A failure (disk full, permissions) never reaches capture or detection: the
 recorder reports it as its state (``failed`` with the error), lets frames pass
@@ -25,17 +28,13 @@ from pathlib import Path
 from typing import IO
 
 from ..frame_queue import DropPolicy, FrameQueue, QueueClosed
-from ..overlay import Overlay
-from ..records import Frame
+from ..restream.feed import EncodedFrame, GapGuard, PacketFeed
+from ..restream.h264 import EncodedPacket
 from ..sinks import FrameResult
+from .packet_writer import PacketWriter
 from .segments import PARTIAL, Retention, final_path, recover_partials, segment_stem
-from .writer import VideoWriter
 
 log = logging.getLogger(__name__)
-
-# A timestamp that jumps back, or ahead by more than this, starts a new
-# segment (a reconnected camera restarts its clock).
-MAX_PTS_GAP_S = 5.0
 
 
 class RecorderState(enum.Enum):
@@ -49,38 +48,25 @@ class RecorderSettings:
     directory: Path
     segment_seconds: float = 60.0
     retention: Retention = Retention()
-    encoder: str = "libx264"
-    preset: str = "veryfast"
     queue_size: int = 16
-    fps: float = 25.0
     retry_s: float = 10.0
 
 
 class _Segment:
-    """The open segment: video writer, sidecar and the clock they share."""
+    """The open segment: packet writer, sidecar, and the time line they belong to."""
 
-    def __init__(self, directory: Path, stream_id: str, frame: Frame, settings: RecorderSettings) -> None:
-        stem = segment_stem(stream_id, frame.captured_at)
+    def __init__(self, directory: Path, stream_id: str, encoded: EncodedFrame, first: EncodedPacket) -> None:
+        stem = segment_stem(stream_id, time.time())
         self.partial = directory / f"{stem}{PARTIAL}"
         self.sidecar_path = directory / f"{stem}.jsonl"
-        self.origin_pts = _timestamp(frame)
-        self.width, self.height = frame.width, frame.height
-        self.video = VideoWriter(
-            self.partial, frame.width, frame.height, settings.fps, encoder=settings.encoder, preset=settings.preset
-        )
+        self.time_line = encoded.time_line
+        self.origin_t = first.t
+        self.video = PacketWriter(self.partial, encoded.width, encoded.height, encoded.rate)
         self.sidecar: IO[bytes] = open(self.sidecar_path, "ab")  # noqa: SIM115 - closed in close()
-        self.last_pts = self.origin_pts
 
-    def offset(self, frame: Frame) -> float:
-        return _timestamp(frame) - self.origin_pts
-
-    def fits(self, frame: Frame, segment_seconds: float) -> bool:
-        pts = _timestamp(frame)
-        return (
-            (frame.width, frame.height) == (self.width, self.height)
-            and self.origin_pts <= pts < self.origin_pts + segment_seconds
-            and pts - self.last_pts < MAX_PTS_GAP_S
-        )
+    def full(self, packet: EncodedPacket, segment_seconds: float) -> bool:
+        """Whether ``packet`` starts the next segment: a keyframe once this one holds ``segment_seconds``."""
+        return packet.keyframe and packet.t - self.origin_t >= segment_seconds - 1e-6
 
     def close(self) -> Path:
         try:
@@ -92,12 +78,8 @@ class _Segment:
         return target
 
 
-def _timestamp(frame: Frame) -> float:
-    return frame.pts if frame.pts is not None else frame.captured_at
-
-
 class Recorder:
-    """Records one stream. Feed it with ``on_frame`` and ``on_result``.
+    """Records one stream. Feed it with :meth:`output` (on the stream's encoder) and ``on_result``.
 
     Args:
         stream_id: The stream recorded.
@@ -108,8 +90,9 @@ class Recorder:
         self.stream_id = stream_id
         self.settings = settings
         self.directory = settings.directory / stream_id
-        self._frames: FrameQueue[Frame] = FrameQueue(settings.queue_size, DropPolicy.DROP_OLDEST)
-        self._latest = Overlay.empty()
+        self._frames: FrameQueue[EncodedFrame] = FrameQueue(settings.queue_size, DropPolicy.DROP_OLDEST)
+        self._guard = GapGuard()
+        self._time_line = 0
         self._records: list[bytes] = []
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"record:{stream_id}")
@@ -141,18 +124,20 @@ class Recorder:
 
     # -- feeding (pipeline threads; quick) -------------------------------------
 
-    def on_frame(self, frame: Frame) -> None:
+    def output(self) -> PacketFeed:
+        """What the stream's encoder feeds: each frame's packets, queued for the recorder's thread."""
+        return PacketFeed("recording", self._put, self.describe)
+
+    def _put(self, encoded: EncodedFrame) -> None:
         if self._accepting:
-            self._frames.put(frame)
+            self._frames.put(encoded)
 
     def on_result(self, result: FrameResult) -> None:
-        """The frame's detections: drawn on the frames that follow, and a line of the sidecar
-        (the websocket's detections message)."""
+        """The frame's detections: a line of the sidecar (the websocket's detections message)."""
         if not self._accepting:
             return
         line = result.json() + b"\n"
         with self._lock:
-            self._latest = result.overlay if result.overlay is not None else Overlay(result.detections)
             self._records.append(line)
 
     # -- the thread ----------------------------------------------------------
@@ -212,7 +197,7 @@ class Recorder:
                     self._frames.wakeup.wait(min(remaining, 0.5))
         return not self._frames.closed
 
-    def _next_frame(self) -> Frame | None:
+    def _next_frame(self) -> EncodedFrame | None:
         while True:
             try:
                 frame = self._frames.get_nowait()
@@ -224,22 +209,30 @@ class Recorder:
                 if not len(self._frames) and not self._frames.closed:
                     self._frames.wakeup.wait(0.5)
 
-    def _write(self, frame: Frame) -> None:
-        segment = self._segment
-        if segment is None or not segment.fits(frame, self.settings.segment_seconds):
+    def _write(self, encoded: EncodedFrame) -> None:
+        new_time_line = encoded.time_line != self._time_line
+        if new_time_line:  # a restarted clock, another size: a new segment
             self._close_segment()
-            segment = self._segment = _Segment(self.directory, self.stream_id, frame, self.settings)
-        with self._lock:
-            overlay, records, self._records = self._latest, self._records, []
-        if records:
-            segment.sidecar.write(b"".join(records))
-            segment.sidecar.flush()
-        if segment.video.write(overlay.draw(frame), segment.offset(frame)):
-            segment.last_pts = _timestamp(frame)
-            self.frames_written += 1
-            if self.state is RecorderState.FAILED:
-                self.state, self.error = RecorderState.RECORDING, None
-                log.info("recording %s resumed in %s", self.stream_id, segment.partial.name)
+            self._time_line = encoded.time_line
+        for packet in self._guard.usable(encoded, new_time_line):
+            segment = self._segment
+            if segment is not None and segment.full(packet, self.settings.segment_seconds):
+                self._close_segment()
+                segment = None
+            if segment is None:
+                if not packet.keyframe:  # after a failure: wait for a keyframe to start at
+                    continue
+                segment = self._segment = _Segment(self.directory, self.stream_id, encoded, packet)
+            with self._lock:
+                records, self._records = self._records, []
+            if records:
+                segment.sidecar.write(b"".join(records))
+                segment.sidecar.flush()
+            if segment.video.write(packet):
+                self.frames_written += 1
+                if self.state is RecorderState.FAILED:
+                    self.state, self.error = RecorderState.RECORDING, None
+                    log.info("recording %s resumed in %s", self.stream_id, segment.partial.name)
 
     def _close_segment(self) -> None:
         segment, self._segment = self._segment, None
@@ -264,6 +257,7 @@ class Recorder:
             "failures": self.failures,
             "frames_written": self.frames_written,
             "frames_dropped": self.frames_dropped,
+            "packets_skipped": self._guard.packets_skipped,
             "directory": str(self.directory),
         }
 

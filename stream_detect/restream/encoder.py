@@ -65,7 +65,7 @@ class StreamEncoder:
     def __init__(self, stream_id: str, overlay_of: Callable[[], Overlay], outputs: Sequence[PacketOutput],
                  rate: float | None = None, codec: CodecSettings | None = None, queue_size: int = 8) -> None:
         self.stream_id = stream_id
-        self.outputs = tuple(outputs)
+        self.outputs: tuple[PacketOutput, ...] = tuple(outputs)
         self.rate = rate or DEFAULT_RATE
         self.codec = codec or CodecSettings()
         self.counters = EncoderCounters()
@@ -79,6 +79,12 @@ class StreamEncoder:
         self._thread = threading.Thread(target=self._run, name=f"encode:{stream_id}")
 
     # -- any thread ------------------------------------------------------------
+
+    def add_output(self, output: PacketOutput) -> None:
+        """Adds an output; before :meth:`start` only."""
+        if self._thread.ident is not None:
+            raise RuntimeError(f"stream {self.stream_id}: outputs are added before the encoder starts")
+        self.outputs = (*self.outputs, output)
 
     def start(self) -> None:
         self._thread.start()

@@ -6,10 +6,11 @@ Settings, and why:
   ``zerolatency``): a packet comes out for every frame at once, decode order
   is presentation order, and any keyframe is a valid place to start a file,
   an HLS segment or an RTSP session.
-- **A keyframe at least every ``keyframe_s``**: the GOP is set on the codec
-  context from the nominal rate, and a frame is also forced to be a keyframe
-  once ``keyframe_s`` of its timestamps have passed since the last one (a
-  source slower or faster than its nominal rate keeps the promise).
+- **A keyframe every ``keyframe_s``**: the GOP is set on the codec context
+  from the nominal rate, and a frame is also forced to be a keyframe once
+  ``keyframe_s`` of its timestamps have passed since the last one (a source
+  slower or faster than its nominal rate keeps the promise); libx264 adds no
+  scene-cut keyframes, so GOPs and HLS segments are regular.
 - **No global header**: every keyframe carries its SPS and PPS in band, so
   whatever starts at a keyframe decodes without the encoder's extradata.
 
@@ -96,7 +97,8 @@ class H264Encoder:
         if settings.codec == NVENC:
             codec.options = {"preset": "p2", "tune": "ll", "zerolatency": "1", "forced-idr": "1"}
         else:
-            codec.options = {"preset": settings.preset, "tune": "zerolatency", "forced-idr": "1"}
+            codec.options = {"preset": settings.preset, "tune": "zerolatency", "forced-idr": "1",
+                             "sc_threshold": "0"}
         self._codec = codec
         self._origin_t: float | None = None
         self._last_t: float | None = None

@@ -28,11 +28,13 @@ import numpy as np
 import pytest
 
 from stream_detect.analytics import AnalyticsFields, StreamAnalytics
-from stream_detect.events.clip_ring import EncodedRing
+from stream_detect.events.clip_ring import PacketRing
 from stream_detect.events.clips import ClipLimits, ClipSink
 from stream_detect.events.clips import clip_path as optional_clip_path
 from stream_detect.overlay import Overlay
 from stream_detect.records import Detections, Frame
+from stream_detect.restream.encoder import StreamEncoder
+from stream_detect.restream.h264 import H264Encoder
 from stream_detect.sinks import FrameResult, Notice
 from stream_detect.sources.base import SourceState
 from stream_detect.sources.capture import StateChange
@@ -55,6 +57,49 @@ pytestmark = needs_ffprobe
 
 
 # -- inputs ---------------------------------------------------------------------
+
+
+class EncodedClips:
+    """A :class:`ClipSink` fed as the pipeline feeds it: the stream's one encoder draws each frame with the
+    latest result's overlay and hands its packets to the sink's output. A stream's end is told once the
+    encoder has taken the frames before it (as the pipeline tells it after the stream's last result)."""
+
+    def __init__(self, directory: Path, pre_s: float, post_s: float, *, limits: ClipLimits,
+                 rate_of: Any = lambda stream_id: None) -> None:
+        self.sink = ClipSink(directory, pre_s, post_s, limits=limits, rate_of=rate_of)
+        self.overlay = Overlay.empty()
+        self.encoder = StreamEncoder(STREAM, lambda: self.overlay, [self.sink.output(STREAM)], rate_of(STREAM),
+                                     queue_size=limits.queue_size)
+        self.encoder.start()
+        self.offered = 0
+
+    def on_frame(self, frame: Frame) -> None:
+        self.offered += 1
+        self.encoder.put(frame)
+
+    def on_result(self, result: FrameResult) -> None:
+        self.overlay = result.overlay if result.overlay is not None else Overlay(result.detections)
+        self.sink.on_result(result)
+
+    def on_event(self, notice: Notice) -> None:
+        self.sink.on_event(notice)
+
+    def on_status(self, change: StateChange) -> None:
+        deadline = time.monotonic() + 30
+        counters = self.encoder.counters
+        while counters.frames_encoded + counters.frames_skipped + self.encoder.frames_dropped < self.offered:
+            assert time.monotonic() < deadline, "the encoder did not take its frames within 30 s"
+            time.sleep(0.01)
+        self.sink.on_status(change)
+
+    def close(self) -> None:
+        self.encoder.stop()
+        assert self.encoder.join(30)
+        self.sink.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.sink.stats(), "frames_encoded": self.encoder.counters.frames_encoded,
+                "encoder_frames_dropped": self.encoder.frames_dropped}
 
 
 class Camera:
@@ -111,7 +156,7 @@ def box_result(frame: Frame, track_ids: tuple[int | None, ...]) -> FrameResult:
     return FrameResult(frame, detections, "test-model", time.time(), track_ids, overlay=overlay)
 
 
-def run_scripted(sink: ClipSink, frames: int, objects: list[Scripted], *, end: bool = True) -> None:
+def run_scripted(sink: EncodedClips, frames: int, objects: list[Scripted], *, end: bool = True) -> None:
     """Every frame processed; notices at the frames the tracker would decide them on."""
     camera = Camera()
     for _ in range(frames):
@@ -204,7 +249,7 @@ PRE_S, POST_S = 1.5, 1.0
 def two_clips(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
     """Two overlapping objects on one stream of 120 frames (12 s)."""
     directory = tmp_path_factory.mktemp("clips")
-    sink = ClipSink(directory, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    sink = EncodedClips(directory, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
     try:
         run_scripted(sink, 120, [Scripted("a-start", 1, first=34, last=55), Scripted("b-start", 2, 45, 70)])
     finally:
@@ -284,7 +329,7 @@ def test_a_clip_plays_in_headless_chromium(two_clips: tuple[Path, dict[str, Any]
 
 @pytest.mark.timeout(60)
 def test_a_stream_that_ends_closes_its_open_clips(tmp_path: Path) -> None:
-    sink = ClipSink(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    sink = EncodedClips(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
     try:
         # Seen from frame 40 to the stream's end (frame 59): no object.end before the end.
         run_scripted(sink, 60, [Scripted("open-start", 1, first=40, last=10_000)])
@@ -298,7 +343,7 @@ def test_a_stream_that_ends_closes_its_open_clips(tmp_path: Path) -> None:
     assert not list((tmp_path / STREAM).glob("*.partial")), "no temporary file left"
 
 
-def ground_truth_run(sink: ClipSink, frames: int) -> dict[int, tuple[str, float, float]]:
+def ground_truth_run(sink: EncodedClips, frames: int) -> dict[int, tuple[str, float, float]]:
     """Real events: the analytics tracking the synthetic camera's ground-truth boxes, in the pipeline's
     order (tap, result, notices), then the stream's end. Returns per track its start id and the
     first and last frame times the tracker saw."""
@@ -348,7 +393,7 @@ def record(events: list[Any], frame: Frame, starts: dict[int, str], spans: dict[
 @pytest.mark.timeout(120)
 def test_clips_of_real_tracks_cover_each_object_or_the_stream_s_ends(tmp_path: Path) -> None:
     frames = 150
-    sink = ClipSink(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    sink = EncodedClips(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
     try:
         tracks = ground_truth_run(sink, frames)
     finally:
@@ -366,7 +411,7 @@ def test_clips_of_real_tracks_cover_each_object_or_the_stream_s_ends(tmp_path: P
 
 @pytest.mark.timeout(60)
 def test_limits_refuse_and_cut_clips_counted(tmp_path: Path) -> None:
-    sink = ClipSink(tmp_path, 0.5, 0.5, limits=ClipLimits(queue_size=1000, max_open=1, max_clip_s=4.0),
+    sink = EncodedClips(tmp_path, 0.5, 0.5, limits=ClipLimits(queue_size=1000, max_open=1, max_clip_s=4.0),
                     rate_of=lambda stream_id: FPS)
     try:
         # The second starts (frame 21) while the first's clip is open (cut once the encoder reaches 4 s).
@@ -383,14 +428,14 @@ def test_limits_refuse_and_cut_clips_counted(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(60)
 def test_the_frame_tap_never_waits_for_a_slow_encoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = EncodedRing.encode
+    original = H264Encoder.encode
 
-    def slow(self: EncodedRing, image: np.ndarray, t: float) -> Any:
+    def slow(self: H264Encoder, image: np.ndarray, t: float) -> Any:
         time.sleep(0.05)
         return original(self, image, t)
 
-    monkeypatch.setattr(EncodedRing, "encode", slow)
-    sink = ClipSink(tmp_path, 1.0, 1.0, limits=ClipLimits(queue_size=4), rate_of=lambda stream_id: FPS)
+    monkeypatch.setattr(H264Encoder, "encode", slow)
+    sink = EncodedClips(tmp_path, 1.0, 1.0, limits=ClipLimits(queue_size=4), rate_of=lambda stream_id: FPS)
     camera = Camera()
     waits = []
     offered = 60
@@ -406,19 +451,22 @@ def test_the_frame_tap_never_waits_for_a_slow_encoder(tmp_path: Path, monkeypatc
     stats = sink.stats()
     # A tap that waited for the encoder would take its 50 ms (the first call also starts the thread).
     assert max(waits[1:]) < 0.04, f"a tap call waited {max(waits[1:]) * 1000:.1f} ms"
-    assert stats["frames_dropped"] > 0
-    assert stats["frames_encoded"] + stats["frames_dropped"] == offered, stats
+    assert stats["encoder_frames_dropped"] > 0
+    assert stats["frames_encoded"] + stats["encoder_frames_dropped"] == offered, stats
 
 
 def test_the_ring_keeps_a_keyframe_every_second_and_no_more_than_it_needs() -> None:
     # Nominal 25 fps, frames at 10 fps: the GOP alone would give a keyframe every 2.5 s.
-    ring = EncodedRing(WIDTH, HEIGHT, 25.0, keep_s=3.0)
+    encoder = H264Encoder(WIDTH, HEIGHT, 25.0)
+    ring = PacketRing(encoder.width, encoder.height, keep_s=3.0)
     camera = Camera()
     keyframes = []
     for _ in range(80):
         frame, _ = camera.next()
         assert frame.pts is not None
-        keyframes += [p.t for p in ring.encode(frame.image, frame.pts) if p.keyframe]
+        packets = encoder.encode(frame.image, frame.pts)
+        ring.add(packets)
+        keyframes += [p.t for p in packets if p.keyframe]
         assert ring.span_s <= 3.0 + 1.0 + 1e-6, "keep_s and the GOP that reaches back past it"
     assert max(np.diff(keyframes)) <= 1.0 + 1e-6, keyframes
     packets = list(ring)
@@ -440,7 +488,7 @@ def test_wired_into_a_pipeline_a_tracked_object_gets_its_clip(tmp_path: Path) ->
     })
     pipeline = Pipeline(config, lambda model: FakeDetector(label="shape"))
     sink = ClipSink(tmp_path, 1.0, 1.0, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
-    pipeline.add_frame_tap(sink.on_frame)
+    pipeline.add_encoder_output(lambda stream: sink.output(stream.id))
     pipeline.dispatcher.add(sink, maxsize=64)
     pipeline.start()
     try:
@@ -461,7 +509,7 @@ def test_wired_into_a_pipeline_a_tracked_object_gets_its_clip(tmp_path: Path) ->
 
 @pytest.mark.timeout(60)
 def test_a_clock_that_restarts_closes_the_open_clips_and_starts_a_new_ring(tmp_path: Path) -> None:
-    sink = ClipSink(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    sink = EncodedClips(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
     camera = Camera()
     try:
         for _ in range(80):
@@ -492,7 +540,7 @@ def test_a_clock_that_restarts_closes_the_open_clips_and_starts_a_new_ring(tmp_p
 @pytest.mark.timeout(60)
 def test_a_clip_that_cannot_be_written_is_counted_and_the_next_one_is_written(tmp_path: Path) -> None:
     (tmp_path / STREAM).write_bytes(b"")  # a file where the stream's directory should be
-    sink = ClipSink(tmp_path, 0.5, 0.5, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    sink = EncodedClips(tmp_path, 0.5, 0.5, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
     camera = Camera()
     try:
         for _ in range(60):
@@ -524,14 +572,14 @@ def test_a_clip_that_cannot_be_written_is_counted_and_the_next_one_is_written(tm
 @pytest.mark.timeout(60)
 def test_an_encoder_behind_the_events_still_starts_and_ends_each_clip_at_its_times(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    original = EncodedRing.encode
+    original = H264Encoder.encode
 
-    def slow(self: EncodedRing, image: np.ndarray, t: float) -> Any:
+    def slow(self: H264Encoder, image: np.ndarray, t: float) -> Any:
         time.sleep(0.01)
         return original(self, image, t)
 
-    monkeypatch.setattr(EncodedRing, "encode", slow)
-    sink = ClipSink(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
+    monkeypatch.setattr(H264Encoder, "encode", slow)
+    sink = EncodedClips(tmp_path, PRE_S, POST_S, limits=NO_DROPS, rate_of=lambda stream_id: FPS)
     try:
         # Every event is told long before the encoder reaches its frame; the stream ends meanwhile.
         run_scripted(sink, 90, [Scripted("late-start", 1, first=30, last=40, lost=5)])
@@ -544,8 +592,8 @@ def test_an_encoder_behind_the_events_still_starts_and_ends_each_clip_at_its_tim
 
 
 def test_an_odd_frame_size_is_encoded_without_its_last_column_and_row() -> None:
-    ring = EncodedRing(321, 181, FPS, keep_s=2.0)
+    encoder = H264Encoder(321, 181, FPS)
     image = np.full((181, 321, 3), 90, np.uint8)
-    packets = [p for index in range(3) for p in ring.encode(image, index / FPS)] + ring.flush()
-    assert (ring.width, ring.height) == (320, 180) and packets[0].keyframe and len(packets) == 3
-    assert not ring.accepts(np.zeros((180, 320, 3), np.uint8), 1.0), "another size is another time line"
+    packets = [p for index in range(3) for p in encoder.encode(image, index / FPS)] + encoder.flush()
+    assert (encoder.width, encoder.height) == (320, 180) and packets[0].keyframe and len(packets) == 3
+    assert not encoder.accepts(np.zeros((180, 320, 3), np.uint8), 1.0), "another size is another time line"

@@ -1,0 +1,79 @@
+"""Crash-safe MP4 segments from copied H.264 packets (the stream's one encoder made them).
+
+The file is a fragmented MP4 (``frag_keyframe+empty_moov``, flushed per
+packet), as :mod:`.writer` explains: a SIGKILL or a power loss costs only the
+fragment being written. Packets are copied, never re-encoded; the first must
+be a keyframe, and timestamps are rebased so the file starts at 0.
+"""
+
+from __future__ import annotations
+
+import fractions
+from pathlib import Path
+from typing import Any
+
+import av
+
+from ..restream.h264 import TIME_BASE, EncodedPacket
+from .writer import FRAGMENTED
+
+
+class PacketWriter:
+    """One fragmented MP4 written packet by packet.
+
+    Args:
+        path: Output file.
+        width, height: The packets' frame size.
+        rate: The nominal frame rate (the last frame's duration).
+    """
+
+    def __init__(self, path: Path, width: int, height: int, rate: float) -> None:
+        self.path = path
+        self.width, self.height = width, height
+        self._rate = fractions.Fraction(rate).limit_denominator(1001)
+        self._frame_ticks = max(1, round(1 / (self._rate * TIME_BASE)))
+        self._container: Any = av.open(str(path), "w", format="mp4",
+                                       options={"movflags": FRAGMENTED, "flush_packets": "1"})
+        self._stream: Any = self._container.add_mux_stream("h264", rate=self._rate, width=width, height=height)
+        self._stream.time_base = TIME_BASE
+        self._origin: int | None = None
+        self._held: EncodedPacket | None = None  # written once the next one gives its duration
+        self.frames = 0
+        self._closed = False
+
+    def write(self, packet: EncodedPacket) -> bool:
+        """Copies one packet in; False (nothing written) for one that does not advance the time or a
+        first packet that is not a keyframe."""
+        if self._origin is None:
+            if not packet.keyframe:
+                return False
+            self._origin = packet.pts
+        if self._held is not None:
+            if packet.pts <= self._held.pts:
+                return False
+            self._mux(self._held, packet.pts - self._held.pts)
+        self._held = packet
+        self.frames += 1
+        return True
+
+    def close(self) -> None:
+        """Writes the last packet and closes the file."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._held is not None:
+                self._mux(self._held, self._frame_ticks)
+                self._held = None
+        finally:
+            self._container.close()
+
+    def _mux(self, packet: EncodedPacket, duration: int) -> None:
+        assert self._origin is not None
+        copy = av.Packet(packet.data)
+        copy.pts = copy.dts = packet.pts - self._origin
+        copy.duration = max(1, duration)
+        copy.time_base = TIME_BASE
+        copy.is_keyframe = packet.keyframe
+        copy.stream = self._stream
+        self._container.mux(copy)

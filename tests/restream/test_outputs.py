@@ -1,0 +1,70 @@
+"""The encoder and its outputs never wait on each other: a dead RTSP server costs its own packets only."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from stream_detect.overlay import Overlay
+from stream_detect.records import Frame
+from stream_detect.restream.encoder import StreamEncoder
+from stream_detect.restream.hls import HlsSegmenter
+from stream_detect.restream.rtsp_push import Backoff, RtspPush
+
+from .receiver import free_port
+
+FPS = 15
+
+
+def frame(index: int, t: float | None = None) -> Frame:
+    image = np.zeros((120, 160, 3), np.uint8)
+    image[:, (index * 4) % 150:(index * 4) % 150 + 10] = 200
+    return Frame("cam", index, image, index / FPS if t is None else t, 1_800_000_000.0 + index / FPS)
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_rtsp_server_never_slows_the_encoder_or_the_other_outputs() -> None:
+    push = RtspPush("cam", f"rtsp://user:pw@127.0.0.1:{free_port()}/nobody", max_queue_s=1.0,
+                    backoff=Backoff(initial_s=0.2, max_s=0.5))
+    hls = HlsSegmenter("cam", segment_s=1.0, segments=4)
+    encoder = StreamEncoder("cam", Overlay.empty, [push, hls], FPS, queue_size=4)
+    encoder.start()
+    waits = []
+    try:
+        for index in range(4 * FPS):
+            started = time.perf_counter()
+            encoder.put(frame(index))
+            waits.append(time.perf_counter() - started)
+            time.sleep(1 / FPS)
+        time.sleep(0.5)
+        described = encoder.describe()
+    finally:
+        encoder.stop()
+        assert encoder.join(15)
+    rtsp = described["outputs"]["rtsp"]
+    assert max(waits) < 0.02
+    assert described["frames_dropped"] == 0 and described["frames_encoded"] == 4 * FPS
+    assert described["outputs"]["hls"]["segments"] >= 3, "HLS went on"
+    assert rtsp["state"] in ("reconnecting", "connecting") and rtsp["failures"] >= 2, rtsp
+    assert rtsp["packets_sent"] == 0 and rtsp["packets_dropped"] > 0
+    assert rtsp["packets_queued"] <= 1.0 * FPS + FPS, "the queue holds about max_queue_s of video"
+    assert "pw@" not in rtsp["url"] and "pw@" not in (rtsp["error"] or "")
+
+
+def test_a_clock_that_restarts_starts_a_new_time_line_marked_in_the_playlist() -> None:
+    hls = HlsSegmenter("cam", segment_s=1.0, segments=10)
+    encoder = StreamEncoder("cam", Overlay.empty, [hls], FPS, queue_size=1000)
+    encoder.start()
+    try:
+        for index in range(3 * FPS):
+            encoder.put(frame(index))
+        for index in range(3 * FPS, 6 * FPS):  # a looped file: its pts back to 0
+            encoder.put(frame(index, t=(index - 3 * FPS) / FPS))
+    finally:
+        encoder.stop()
+        assert encoder.join(15)
+    playlist = hls.playlist()
+    assert playlist is not None and playlist.count("#EXT-X-DISCONTINUITY") == 1, playlist
+    assert encoder.describe()["time_lines"] == 2
