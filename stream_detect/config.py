@@ -269,10 +269,12 @@ class ModelConfig(_Strict):
     max_batch_size: int = Field(4, ge=1, le=256)
     max_batch_wait_ms: float = Field(5.0, ge=0, le=10_000)
     backend: Literal["auto", "torch", "onnx", "openvino"] = Field(
-        "torch", description="Inference backend; auto picks the fastest installed one for the device."
+        "auto", description="Inference backend; auto picks the fastest installed one for the device "
+                            "(OpenVINO on x86-64 CPUs, torch on GPUs)."
     )
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="Compute precision: auto is fp16 on CUDA, fp32 elsewhere."
+        "auto", description="Compute precision: auto is fp16 on CUDA; on CPUs bf16 where they compute it "
+                            "natively (AMX, AVX512-BF16) and it agrees with fp32 on a probe image, else fp32."
     )
     compile: bool = Field(False, description="torch backend: torch.compile the model (slow first frame per shape).")
     shortest_edge: int | None = Field(None, ge=16, le=8192, description="Resize images' shorter side to this.")

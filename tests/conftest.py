@@ -36,3 +36,16 @@ def own_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     directory = tmp_path_factory.mktemp("data")
     monkeypatch.setenv("XDG_DATA_HOME", str(directory))
     return directory / "stream-detect"
+
+
+@pytest.fixture(scope="session")
+def _conversion_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("converted")
+
+
+@pytest.fixture(autouse=True)
+def own_conversion_cache(_conversion_cache: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Models converted by the tests (OpenVINO, ONNX) are cached for the session, never in the user's
+    cache: a checkpoint converted by one test is read back by the next, as on a user's second start."""
+    monkeypatch.setenv("STREAM_DETECT_CACHE", str(_conversion_cache))
+    return _conversion_cache

@@ -134,6 +134,19 @@ class Device:
             return bool(mkldnn._is_mkldnn_fp16_supported())
         return precision == "fp16" and self.type == "mps"
 
+    def computes_bf16_natively(self) -> bool:
+        """Whether bf16 is faster than fp32 here, not merely possible.
+
+        On CPUs that needs AMX or AVX512-BF16 instructions (plain AVX-512 only
+        emulates bf16, which :meth:`supports` accepts); on CUDA, a device that
+        reports bf16 support.
+        """
+        if self.is_cuda:
+            return bool(torch.cuda.is_bf16_supported())
+        if self.type != "cpu":
+            return False
+        return cpu_has_native_bf16()
+
     def compute_dtype(self, precision: str) -> torch.dtype:
         """The dtype to compute in for ``precision``: ``auto`` is fp16 on CUDA and fp32 elsewhere.
 
@@ -183,6 +196,13 @@ def resolve_device(spec: str) -> Device:
     if index is not None:
         raise ModelError(f"device {spec!r}: only CUDA devices take an index")
     return Device(torch.device("cpu"), torch.float32)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has AMX tiles or AVX512-BF16, as torch's CPU feature probe reads them."""
+    cpu = torch.cpu
+    checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    return any(bool(check()) for check in checks if check is not None)
 
 
 def codec_available(name: str, mode: Literal["r", "w"]) -> bool:

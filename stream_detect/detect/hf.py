@@ -11,9 +11,11 @@ sees a few input shapes (what a compiled backend needs).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,8 @@ from ..config import ModelConfig
 from ..errors import InputError, ModelError
 from ..records import Detections
 from .backends import Backend, BackendOptions, RawOutputs, build_backend
+from .backends.cache import ConversionCache
+from .bf16_probe import bf16_agrees
 from .device import Device, resolve_device
 from .preprocess import ModelInputs, TorchPreprocessor, fixed_input_size, processor_size, resized_size
 
@@ -67,6 +71,50 @@ def resize_to(processor: Any, shortest_edge: int | None, longest_edge: int | Non
     if longest < shortest:
         raise ModelError(f"longest edge {longest} is shorter than the shortest edge {shortest}")
     processor.size = {"shortest_edge": shortest, "longest_edge": longest}
+
+
+def model_fingerprint(source: str, model: Any) -> str | None:
+    """What identifies the loaded weights, for the conversion cache: ``sha256:...`` of a local directory's
+    files, or ``HUB_ID@COMMIT`` of a hub snapshot; None when neither is known (nothing is cached)."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.iterdir() if p.is_file() and p.suffix in _WEIGHT_SUFFIXES):
+            digest.update(file.name.encode() + b"\0")
+            with file.open("rb") as opened:
+                while chunk := opened.read(1 << 22):
+                    digest.update(chunk)
+        return f"sha256:{digest.hexdigest()}"
+    commit = getattr(model.config, "_commit_hash", None)
+    return f"{source}@{commit}" if commit else None
+
+
+_WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin")
+
+
+def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOptions, backend: Backend) -> Backend:
+    """Precision ``auto`` on a CPU that computes bf16 natively: the bf16 twin of ``backend`` when its
+    detections agree with fp32's on the probe image (:mod:`~stream_detect.detect.bf16_probe`), else ``backend``."""
+    if device.type != "cpu" or backend.kind not in ("torch", "openvino") or not device.computes_bf16_natively():
+        return backend
+    try:
+        candidate = build_backend(model, device, replace(options, kind=backend.kind, precision="bf16"))
+    except ModelError as error:
+        log.warning("bf16 could not be set up (%s): running in fp32", error)
+        return backend
+
+    def detect_with(chosen: Backend) -> Callable[[np.ndarray], Detections]:
+        detector = HFDetector(model, processor, device, "probe", chosen)
+        return lambda image: detector.detect([image], 0.0)[0]
+
+    result = bf16_agrees(detect_with(backend), detect_with(candidate))
+    if result.agrees:
+        log.info("bf16 agrees with fp32 on the probe image (%s): running in bf16", result.describe())
+        backend.close()
+        return candidate
+    log.warning("bf16 detections differ from fp32's on the probe image (%s): running in fp32", result.describe())
+    candidate.close()
+    return backend
 
 
 def chunks(indices: list[int], device: Device) -> list[list[int]]:
@@ -136,8 +184,11 @@ class HFDetector:
         resize_to(processor, config.shortest_edge, config.longest_edge)
         model.eval()
         options = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile,
-                                 input_size=fixed_input_size(processor))
+                                 input_size=fixed_input_size(processor), model_key=model_fingerprint(source, model),
+                                 cache=ConversionCache())
         backend = build_backend(model, device, options)
+        if config.precision == "auto":
+            backend = _prefer_bf16(model, processor, device, options, backend)
         log.info("loaded %s on %s (%s)", source, device.torch_device, backend.name)
         return cls(model, processor, device, config.served_id(), backend)
 

@@ -44,7 +44,8 @@ def reference(trained_detr_dir: Path, frames: list[np.ndarray]) -> list[Detectio
     """Eager torch, fp32, contiguous: the answer every backend must give."""
     from stream_detect.detect.backends import BackendOptions
 
-    detector = HFDetector.load(ModelConfig(id=str(trained_detr_dir), device="cpu"))
+    detector = HFDetector.load(ModelConfig(id=str(trained_detr_dir), device="cpu", backend="torch", precision="fp32"))
+    detector.backend.close()
     detector.backend = build_backend(detector.model, CPU, BackendOptions("torch", "fp32", channels_last=False))
     detector.preprocessor.channels_last = False  # type: ignore[union-attr]
     results = detector.detect(frames, THRESHOLD)

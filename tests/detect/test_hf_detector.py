@@ -47,10 +47,13 @@ def assert_same_detections(ours: list[dict], theirs: list[dict]) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_detections_equal_the_transformers_pipeline(trained_detr_dir: Path) -> None:
+@pytest.mark.parametrize(("backend", "precision"), [("auto", "auto"), ("torch", "fp32")],
+                         ids=["defaults", "torch-fp32"])
+def test_detections_equal_the_transformers_pipeline(trained_detr_dir: Path, backend: str, precision: str) -> None:
     from transformers import pipeline
 
-    detector = HFDetector.load(ModelConfig(id=str(trained_detr_dir), device="cpu"))
+    detector = HFDetector.load(ModelConfig(id=str(trained_detr_dir), device="cpu", backend=backend,  # type: ignore[arg-type]
+                                           precision=precision))  # type: ignore[arg-type]
     reference = pipeline("object-detection", model=str(trained_detr_dir), device="cpu")
     images = scenes([(320, 240), (200, 300), (160, 160)])
     for threshold in (0.05, 0.2):

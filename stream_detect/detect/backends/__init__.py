@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,6 +30,7 @@ import torch
 from ...errors import ModelError
 from ..device import Device
 from ..preprocess import ModelInputs
+from .cache import ConversionCache
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,9 @@ class BackendOptions:
         compile: torch: ``torch.compile`` the model (slow first call per input shape).
         input_size: ``(height, width)`` when the processor resizes every image to one size:
             exporters trace the model at it (RT-DETR exports with its sides fixed).
+        model_key: the model's fingerprint (hub id and commit, or a hash of its files), for the cache;
+            None: nothing is cached.
+        cache: where converting backends (onnx, openvino) keep what they converted.
     """
 
     kind: str = "torch"
@@ -59,6 +64,8 @@ class BackendOptions:
     channels_last: bool = True
     compile: bool = False
     input_size: tuple[int, int] | None = None
+    model_key: str | None = None
+    cache: ConversionCache | None = None
 
 
 @dataclass
@@ -70,9 +77,10 @@ class RawOutputs:
 
 
 class Backend(Protocol):
-    """Runs the model on a preprocessed batch."""
+    """Runs the model on a preprocessed batch; ``kind`` is one of :data:`KINDS` (not auto)."""
 
     name: str
+    kind: str
 
     def __call__(self, inputs: ModelInputs) -> RawOutputs: ...
 
@@ -85,18 +93,30 @@ class TorchThreadsYielded:
     Both runtimes keep their worker threads spinning between calls; on a
     2-core machine torch's spinning OpenMP threads slowed OpenVINO's inference
     and OpenVINO's slowed torch's pre- and post-processing (a 720p frame:
-    58 ms per frame in all, 13 ms with torch on one thread). ``restore`` gives
-    torch its threads back (on ``close``).
+    58 ms per frame in all, 13 ms with torch on one thread). ``restore`` (on
+    ``close``) gives torch its threads back once no such backend is left.
     """
 
+    _lock = threading.Lock()
+    _holders = 0
+    _previous = 0
+
     def __init__(self) -> None:
-        self.previous = torch.get_num_threads()
-        torch.set_num_threads(1)
+        self._held = True
+        with TorchThreadsYielded._lock:
+            if TorchThreadsYielded._holders == 0:
+                TorchThreadsYielded._previous = torch.get_num_threads()
+                torch.set_num_threads(1)
+            TorchThreadsYielded._holders += 1
 
     def restore(self) -> None:
-        if self.previous:
-            torch.set_num_threads(self.previous)
-            self.previous = 0
+        with TorchThreadsYielded._lock:
+            if not self._held:
+                return
+            self._held = False
+            TorchThreadsYielded._holders -= 1
+            if TorchThreadsYielded._holders == 0 and TorchThreadsYielded._previous:
+                torch.set_num_threads(TorchThreadsYielded._previous)
 
 
 def installed(kind: str) -> bool:

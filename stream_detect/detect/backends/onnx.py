@@ -16,9 +16,12 @@ from ...errors import ModelError
 from ..device import Device
 from ..preprocess import ModelInputs
 from . import BackendOptions, RawOutputs, TorchThreadsYielded
+from .cache import CacheKey
 from .export import DetectionModule, example_inputs
 
 log = logging.getLogger(__name__)
+
+_FILE = "model.onnx"
 
 
 def export_onnx(model: Any, path: Path, input_size: tuple[int, int] | None = None) -> Path:
@@ -52,7 +55,14 @@ def export_onnx(model: Any, path: Path, input_size: tuple[int, int] | None = Non
 
 
 class OnnxBackend:
-    """Runs the exported model with ONNX Runtime (CUDA provider on CUDA devices when present)."""
+    """Runs the exported model with ONNX Runtime (CUDA provider on CUDA devices when present).
+
+    With a cache and a model key in the options the export is kept in the
+    cache and read back on later starts; without, it lives in a temporary
+    directory for the backend's lifetime.
+    """
+
+    kind = "onnx"
 
     def __init__(self, model: Any, device: Device, options: BackendOptions) -> None:
         import onnxruntime as ort
@@ -64,12 +74,26 @@ class OnnxBackend:
             providers.insert(0, "CUDAExecutionProvider")
         elif device.type != "cpu":
             raise ModelError(f"the onnx backend has no provider for {device.torch_device} here")
-        self._directory = tempfile.TemporaryDirectory(prefix="stream-detect-onnx-")
-        path = export_onnx(model, Path(self._directory.name) / "model.onnx", options.input_size)
         session_options = ort.SessionOptions()
         session_options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session_options.log_severity_level = 3
-        self._session: Any = ort.InferenceSession(str(path), session_options, providers=providers)
+
+        def session(path: Path) -> Any:
+            return ort.InferenceSession(str(path), session_options, providers=providers)
+
+        def export(directory: Path) -> None:
+            export_onnx(model, directory / _FILE, options.input_size)
+
+        self._directory: tempfile.TemporaryDirectory[str] | None = None
+        if options.cache is not None and options.model_key is not None:
+            self._session: Any = options.cache.load_or_build(
+                CacheKey(options.model_key, "onnx", options.input_size),
+                export,
+                lambda directory: session(directory / _FILE),
+            )
+        else:
+            self._directory = tempfile.TemporaryDirectory(prefix="stream-detect-onnx-")
+            self._session = session(export_onnx(model, Path(self._directory.name) / _FILE, options.input_size))
         self._threads = TorchThreadsYielded() if not device.is_cuda else None
         self.name = "onnxruntime fp32"
 
@@ -83,6 +107,7 @@ class OnnxBackend:
 
     def close(self) -> None:
         self._session = None
-        self._directory.cleanup()
+        if self._directory is not None:
+            self._directory.cleanup()
         if self._threads is not None:
             self._threads.restore()

@@ -1,10 +1,11 @@
-"""The OpenVINO backend (CPU): the torch model converted once, with dynamic input shapes."""
+"""The OpenVINO backend (CPU): the torch model converted once (cached on disk), with dynamic input shapes."""
 
 from __future__ import annotations
 
 import logging
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from ...errors import ModelError
 from ..device import Device
 from ..preprocess import ModelInputs
 from . import BackendOptions, RawOutputs, TorchThreadsYielded
+from .cache import CacheKey
 from .export import DetectionModule, example_inputs
 
 log = logging.getLogger(__name__)
@@ -25,8 +27,12 @@ class OpenVinoBackend:
 
     Precision ``auto`` and ``fp32`` ask for f32 (equal to torch fp32 within
     float rounding); ``bf16`` lets the plugin use AMX/AVX-512 bf16 kernels,
-    its fastest mode on CPUs that have them.
+    its fastest mode on CPUs that have them. With a cache and a model key in
+    the options, the converted model is read from the cache (written there
+    on the first start) and the plugin keeps its compiled blobs beside it.
     """
+
+    kind = "openvino"
 
     def __init__(self, model: Any, device: Device, options: BackendOptions) -> None:
         import openvino as ov
@@ -35,24 +41,25 @@ class OpenVinoBackend:
             raise ModelError(f"the openvino backend runs on the CPU, not {device.torch_device}")
         if options.precision != "auto":
             device.compute_dtype(options.precision)  # refuses what the CPU cannot do
-        model.to("cpu", dtype=torch.float32)
-        model.to(memory_format=torch.contiguous_format)  # as exported: plain NCHW weights
-        module = DetectionModule(model).eval()
-        started = time.perf_counter()
+        hint = _HINTS[options.precision]
+        core = ov.Core()
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                converted = ov.convert_model(
-                    module, example_input=example_inputs(model, options.input_size),
-                    input=[ov.PartialShape([-1, -1, -1, -1]), ov.PartialShape([-1, -1, -1])],
+            if options.cache is not None and options.model_key is not None:
+                key = CacheKey(options.model_key, "openvino", options.input_size)
+                converted, entry = options.cache.load_or_build(
+                    key, lambda directory: _save(_convert(model, options), directory),
+                    lambda directory: (core.read_model(str(directory / _XML)), directory),
                 )
-            hint = _HINTS[options.precision]
-            self._compiled: Any = ov.Core().compile_model(
+                core.set_property({"CACHE_DIR": str(entry / "compiled")})
+            else:
+                converted = _convert(model, options)
+            self._compiled: Any = core.compile_model(
                 converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
             )
-        except Exception as error:  # the converter raises many kinds
+        except ModelError:
+            raise
+        except Exception as error:  # the converter and the plugin raise many kinds
             raise ModelError(f"cannot convert the model to OpenVINO: {str(error).strip().splitlines()[0]}") from None
-        log.info("converted the model to OpenVINO (%s) in %.1f s", hint, time.perf_counter() - started)
         self._request = self._compiled.create_infer_request()
         self._threads = TorchThreadsYielded() if device.type == "cpu" else None
         self.name = f"openvino {'fp32' if hint == 'f32' else options.precision}"
@@ -70,3 +77,31 @@ class OpenVinoBackend:
         self._compiled = None
         if self._threads is not None:
             self._threads.restore()
+
+
+_XML = "model.xml"
+
+
+def _convert(model: Any, options: BackendOptions) -> Any:
+    """The torch model as an OpenVINO model with dynamic batch and image sides (fp32)."""
+    import openvino as ov
+
+    model.to("cpu", dtype=torch.float32)
+    model.to(memory_format=torch.contiguous_format)  # as exported: plain NCHW weights
+    module = DetectionModule(model).eval()
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        converted = ov.convert_model(
+            module, example_input=example_inputs(model, options.input_size),
+            input=[ov.PartialShape([-1, -1, -1, -1]), ov.PartialShape([-1, -1, -1])],
+        )
+    log.info("converted the model to OpenVINO in %.1f s", time.perf_counter() - started)
+    return converted
+
+
+def _save(converted: Any, directory: Path) -> None:
+    import openvino as ov
+
+    # fp32 weights as converted: save_model would otherwise halve them to fp16, and change the answers.
+    ov.save_model(converted, str(directory / _XML), compress_to_fp16=False)

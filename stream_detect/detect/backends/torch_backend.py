@@ -28,6 +28,8 @@ class TorchBackend:
     numerically sensitive ops (softmax, norms) in fp32.
     """
 
+    kind = "torch"
+
     def __init__(self, model: Any, device: Device, options: BackendOptions) -> None:
         self.device = device
         self.compute_dtype = device.compute_dtype(options.precision)
