@@ -32,9 +32,11 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--labels", help="comma-separated labels to report (default: all)")
     group.add_argument("--max-batch-size", type=int, help="frames per detector batch (default: 4)")
     group.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"],
-                       help="inference backend; auto: the fastest installed for the device (default: torch)")
+                       help="inference backend (default: auto: the fastest installed for the device, "
+                            "OpenVINO on x86-64 CPUs)")
     group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
-                       help="compute precision (default: auto: fp16 on CUDA, fp32 elsewhere)")
+                       help="compute precision (default: auto: fp16 on CUDA; bf16 on CPUs with AMX or "
+                            "AVX512-BF16 when it agrees with fp32 on a probe image; else fp32)")
     group.add_argument("--compile", action="store_const", const=True, help="torch backend: torch.compile the model")
     group.add_argument("--shortest-edge", type=int, help="resize frames' shorter side to this (default: the model's)")
     group.add_argument("--longest-edge", type=int, help="... and their longer side to at most this")
@@ -99,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--live-warmup", type=float, default=3, help="live mode: seconds ignored first (default: 3)")
     bench.add_argument("--backends", default="torch,onnx,openvino", help="backend kinds to time (default: all)")
     bench.add_argument("--with-compile", action="store_true", help="also time torch.compile (slow cold compile)")
-    bench.add_argument("--skip", default="", help="comma-separated parts to skip: forward,stages,file,naive,live")
+    bench.add_argument("--process-frames", type=int, default=48,
+                       help="frames of the whole-process runs: naive loop, annotate cold and warm (default: 48)")
+    bench.add_argument("--still-seconds", type=float, default=30,
+                       help="window of each mostly-still-camera run, motion gating on and off (default: 30)")
+    bench.add_argument("--skip", default="",
+                       help="comma-separated parts to skip: forward,stages,file,naive,live,processes,still")
     bench.add_argument("--json", metavar="FILE", help="also write the report as JSON ('-': stdout)")
     bench.add_argument("--config", help="YAML configuration file (its model section is used)")
     _model_options(bench)

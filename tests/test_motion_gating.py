@@ -1,8 +1,8 @@
 """Motion gating in the pipeline: on a still scene the detector rests, and no event is lost for it.
 
-A file of a still, noisy scene where a disc crosses a line twice, moving 4 s of 60 (the rest of the time
-it stands still), read through the pipeline with motion gating on and the fake detector (it boxes the
-region that stands out, here the disc).
+A file of a still, noisy scene where a disc crosses a line and enters and leaves a zone, moving 12 s of 60
+(20 % of the time; the rest of the time it stands still), read through the pipeline with motion gating on
+and the fake detector (it boxes the region that stands out, here the disc).
 """
 
 from __future__ import annotations
@@ -24,19 +24,35 @@ from stream_detect.sources.base import SourceState
 from stream_detect.sources.capture import StateChange
 
 WIDTH, HEIGHT, FPS, FRAMES = 320, 180, 10, 600
-# The disc stands at x=60, runs to x=260 from frame 100 to 120, back from 300 to 320: it crosses the line
-# (x=160) left to right ("in") at frame 110 and back ("out") at frame 310.
-CROSSINGS = {"in": 110, "out": 310}
+LINE_X, ZONE_X = 160, 224  # the line at half the width; the zone is the right 30 % of the picture
+# The disc stands at x=60, runs to x=260 from frame 100 to 160 and back from 300 to 360: it moves on 120 of
+# the 600 frames (20 % of the time) and stands still the rest.
+MOVING = (range(100, 160), range(300, 360))
 
 
 def disc_x(frame: int) -> float:
-    if 100 <= frame < 120:
-        return 60 + 10 * (frame - 100)
-    if 120 <= frame < 300:
+    out, back = MOVING
+    if frame in out:
+        return 60 + (frame - out.start) * 200 / len(out)
+    if out.stop <= frame < back.start:
         return 260
-    if 300 <= frame < 320:
-        return 260 - 10 * (frame - 300)
+    if frame in back:
+        return 260 - (frame - back.start) * 200 / len(back)
     return 60
+
+
+def first_frame(beyond: float, rightwards: bool, after: int = 0) -> int:
+    """The ground truth: the first frame whose disc centre is past ``beyond`` going that way."""
+    return next(f for f in range(after, FRAMES) if (disc_x(f) > beyond) == rightwards and
+                (disc_x(f - 1) > beyond) != rightwards)
+
+
+EXPECTED = {
+    ("line.cross", "in"): first_frame(LINE_X, True),
+    ("line.cross", "out"): first_frame(LINE_X, False, after=200),
+    ("zone.enter", None): first_frame(ZONE_X, True),
+    ("zone.leave", None): first_frame(ZONE_X, False, after=200),
+}
 
 
 def write_scene(path: Path) -> None:
@@ -78,7 +94,8 @@ def test_a_mostly_still_scene_rests_the_detector_and_keeps_every_crossing(tmp_pa
     config = parse_config({"model": {"id": "fake"}, "sources": [{
         "id": "yard", "path": str(tmp_path / "scene.mp4"), "motion": {"enabled": True},
         "tracker": {"activation_threshold": 0.5, "high_confidence_threshold": 0.5},
-        "lines": [{"name": "middle", "points": [[0.5, 0], [0.5, 1]]}]}]})
+        "lines": [{"name": "middle", "points": [[LINE_X / WIDTH, 0], [LINE_X / WIDTH, 1]]}],
+        "zones": [{"name": "right", "polygon": [[ZONE_X / WIDTH, 0], [1, 0], [1, 1], [ZONE_X / WIDTH, 1]]}]}]})
     detector = FakeDetector()
     pipeline = Pipeline(config, lambda model: detector)
     collector = Collector()
@@ -91,9 +108,10 @@ def test_a_mostly_still_scene_rests_the_detector_and_keeps_every_crossing(tmp_pa
     assert detected <= 0.35 * FRAMES, f"the detector ran on {detected} of {FRAMES} frames"
     assert pipeline.streams["yard"].snapshot().frames_still == FRAMES - detected
     crossings = [e for e in collector.events if e["kind"] == "line.cross"]
-    assert sorted(e["direction"] for e in crossings) == ["in", "out"], crossings
-    for event in crossings:
-        assert 0 <= event["frame"] - CROSSINGS[event["direction"]] <= 10, event
+    fired = {(e["kind"], e.get("direction")): e for e in collector.events if e["kind"] != "object.start"}
+    assert set(fired) >= set(EXPECTED), collector.events
+    for what, frame in EXPECTED.items():  # every zone and line event of the ground truth, within 10 frames
+        assert 0 <= fired[what]["frame"] - frame <= 10, (what, frame, fired[what])
     # Resting ends no track: the disc standing still between its runs is one object all along.
     assert len({e["track_id"] for e in crossings}) == 1
     assert [e["kind"] for e in collector.events].count("object.start") == 1

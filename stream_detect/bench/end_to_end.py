@@ -1,4 +1,4 @@
-"""(b, c, d) End to end: ``annotate`` on a file, ``run`` with a websocket client, the naive loop."""
+"""(b, d) End to end: ``annotate`` on a file, ``run`` with a websocket client."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import yaml
 from ..config import ModelConfig
 from ..detect.hf import HFDetector
 from ..stats import percentile
+from .live_client import get_json, wait_ready
 
 
 @dataclass(frozen=True)
@@ -38,46 +39,6 @@ def file_mode(detector: HFDetector, config: ModelConfig, clip: Path, frames: int
         started = time.perf_counter()
         annotate(config, str(clip), str(Path(directory) / "annotated.mp4"), None, detector=detector)
         return Throughput(frames, time.perf_counter() - started)
-
-
-def naive(model_dir: str, size: dict[str, int], device: str, clip: Path, frames: int,
-          threshold: float) -> Throughput:
-    """(c) What a user writes by hand: OpenCV reads, ``transformers.pipeline`` per frame, cv2 draws and writes.
-
-    The first frame is a warm-up and is not counted.
-    """
-    import cv2
-    from PIL import Image
-    from transformers import AutoImageProcessor, pipeline
-
-    processor = AutoImageProcessor.from_pretrained(model_dir)
-    processor.size = size
-    detect = pipeline("object-detection", model=model_dir, image_processor=processor, device=device)
-    capture = cv2.VideoCapture(str(clip))
-    width, height = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    with tempfile.TemporaryDirectory(prefix="stream-detect-bench-") as directory:
-        writer = cv2.VideoWriter(str(Path(directory) / "naive.mp4"), cv2.VideoWriter.fourcc(*"mp4v"), 25,
-                                 (width, height))
-        counted, started = 0, 0.0
-        try:
-            for index in range(frames + 1):
-                ok, bgr = capture.read()
-                if not ok:
-                    break
-                if index == 1:
-                    started = time.perf_counter()
-                rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-                for found in detect(rgb, threshold=threshold):
-                    box = found["box"]
-                    cv2.rectangle(bgr, (box["xmin"], box["ymin"]), (box["xmax"], box["ymax"]), (0, 255, 0), 2)
-                    cv2.putText(bgr, f"{found['label']} {found['score']:.2f}", (box["xmin"], box["ymin"] - 4),
-                                cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 255, 0), 2)
-                writer.write(bgr)
-                counted += index >= 1
-        finally:
-            writer.release()
-            capture.release()
-    return Throughput(counted, time.perf_counter() - started)
 
 
 @dataclass
@@ -104,7 +65,6 @@ def live_mode(model: dict[str, Any], clip: Path, seconds: float, warmup_s: float
     Latency is the message's ``emitted_at - captured_at``; drift is the median
     latency of the last third of the window minus that of the first third.
     """
-    import httpx
     from websockets.sync.client import connect
 
     source = {"kind": "file", "id": "cam1", "path": str(clip), "realtime": True, "loop": True}
@@ -124,9 +84,9 @@ def live_mode(model: dict[str, Any], clip: Path, seconds: float, warmup_s: float
                 log.seek(0)
                 raise RuntimeError(f"stream-detect run did not start: {log.read()[-2000:]}")
             base = line.strip().rsplit(" ", 1)[1]
-            _wait_ready(httpx, base, load_timeout_s)
+            wait_ready(base, load_timeout_s)
             messages = _listen(connect, base.replace("http://", "ws://") + "/ws", warmup_s, seconds)
-            stream = httpx.get(f"{base}/streams", timeout=10).json()["streams"][0]
+            stream = get_json(f"{base}/streams")["streams"][0]
         finally:
             process.send_signal(signal.SIGTERM)
             try:
@@ -136,21 +96,6 @@ def live_mode(model: dict[str, Any], clip: Path, seconds: float, warmup_s: float
                 process.wait(10)
             log.close()
     return _summarise(messages, seconds, stream)
-
-
-def _wait_ready(httpx: Any, base: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            response = httpx.get(f"{base}/healthz", timeout=5)
-            if response.status_code == 200:
-                return
-            if "failed" in response.text:
-                raise RuntimeError(f"the model failed to load: {response.text}")
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError(f"the model did not load within {timeout_s:.0f} s")
 
 
 def _listen(connect: Any, url: str, warmup_s: float, seconds: float) -> list[dict[str, Any]]:

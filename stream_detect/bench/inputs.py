@@ -77,3 +77,33 @@ def decode_frames(path: Path, count: int) -> list[np.ndarray]:
             if len(images) >= count:
                 break
     return images
+
+
+def write_still_clip(path: Path, width: int, height: int, seconds: float, rate: int = 10,
+                     moving_share: float = 0.2, seed: int = 3) -> Path:
+    """A mostly still camera: a textured scene with sensor noise, where a disc crosses the picture for
+    ``moving_share`` of the clip (at its start) and stands still the rest of the time (H.264 MP4)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    low = rng.integers(20, 120, (max(2, height // 30), max(2, width // 30), 3), dtype=np.uint8)
+    background = cv2.resize(low, (width, height), interpolation=cv2.INTER_CUBIC)
+    radius = max(4, height // 12)
+    frames = max(2, round(seconds * rate))
+    moving = max(1, round(frames * moving_share))
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"preset": "veryfast", "g": str(rate)}
+        for index in range(frames):
+            image = background.copy()
+            x = radius + round((width - 2 * radius) * min(index, moving) / moving)
+            cv2.circle(image, (x, height // 2), radius, (230, 210, 150), -1, cv2.LINE_AA)
+            noise = rng.standard_normal(image.shape, dtype=np.float32) * 6
+            frame = av.VideoFrame.from_ndarray(np.clip(image + noise, 0, 255).astype(np.uint8), format="rgb24")
+            frame.pts, frame.time_base = index, fractions.Fraction(1, rate)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path

@@ -3,7 +3,10 @@
 Every line uses the same model and the same input size: (a) the bare model's
 forward rate per backend, (b) end-to-end throughput of ``annotate`` and of
 ``run`` with a websocket client, (c) the naive hand-written loop, (d) live
-capture->emit latency, (e) per-stage costs; then the ratios and the targets.
+capture->emit latency, (e) per-stage costs, (f) whole processes timed from
+their start: the naive loop, ``annotate`` with defaults on a cold and a warm
+conversion cache, (g) ``run`` on a mostly still camera with and without
+motion gating; then the ratios and the targets.
 Run lengths are bounded by options so a run fits in minutes.
 """
 
@@ -21,9 +24,11 @@ from typing import Any
 import orjson
 import torch
 
-from ..bench.end_to_end import file_mode, live_mode, naive
+from ..bench.end_to_end import file_mode, live_mode
 from ..bench.forward import ForwardResult, measure_forward, time_backend, variants
-from ..bench.inputs import decode_frames, random_detr_r50, write_clip
+from ..bench.inputs import decode_frames, random_detr_r50, write_clip, write_still_clip
+from ..bench.naive_loop import naive
+from ..bench.processes import ProcessRun, annotate_process, naive_process, still_camera
 from ..bench.report import build_report, format_table
 from ..bench.stages import measure_stages
 from ..bench.timing import timed
@@ -38,6 +43,8 @@ log = logging.getLogger(__name__)
 
 # The live camera is a clip looped at its frame rate: 5 s, so reopening it is rare.
 LIVE_CLIP_FRAMES = 125
+# The mostly still camera: a disc crosses the picture in the first 20 % of a 20 s clip, looped.
+STILL_CLIP_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -56,7 +63,9 @@ class BenchOptions:
     live_warmup_s: float = 3.0
     kinds: tuple[str, ...] = ("torch", "onnx", "openvino")
     include_compile: bool = False
-    parts: tuple[str, ...] = ("forward", "stages", "file", "naive", "live")
+    process_frames: int = 48
+    still_seconds: float = 30.0
+    parts: tuple[str, ...] = ("forward", "stages", "file", "naive", "live", "processes", "still")
     json_path: str | None = None
 
 
@@ -81,7 +90,8 @@ def options_from_args(args: argparse.Namespace, model: ModelConfig) -> BenchOpti
         stage_frames=max(2, args.stage_frames), file_frames=max(2, args.file_frames),
         naive_frames=max(1, args.naive_frames), live_seconds=max(1.0, args.live_seconds),
         live_warmup_s=max(0.0, args.live_warmup), kinds=kinds,
-        include_compile=args.with_compile, parts=parts, json_path=args.json,
+        include_compile=args.with_compile, process_frames=max(2, args.process_frames),
+        still_seconds=max(2.0, args.still_seconds), parts=parts, json_path=args.json,
     )
 
 
@@ -156,15 +166,36 @@ def _run(options: BenchOptions, directory: Path) -> dict[str, Any]:
         detector.close()
     naive_result = naive(source, size, str(device.torch_device), clip, options.naive_frames, config.threshold) \
         if "naive" in options.parts else None
+    live_model = {**config.model_dump(exclude_none=True), "id": source, "backend": _kind_of(backend.name),
+                  "precision": chosen.precision,
+                  **{k: v for k, v in size.items() if k in ("shortest_edge", "longest_edge")}}
     live = None
     if "live" in options.parts:
-        live_model = {**config.model_dump(exclude_none=True), "id": source, "backend": _kind_of(backend.name),
-                      "precision": chosen.precision,
-                      **{k: v for k, v in size.items() if k in ("shortest_edge", "longest_edge")}}
         camera = write_clip(directory / "camera.mp4", options.width, options.height, LIVE_CLIP_FRAMES)
         live = live_mode(live_model, camera, options.live_seconds, options.live_warmup_s)
+    runs = _processes(options, directory, source, size, str(device.torch_device)) \
+        if "processes" in options.parts else None
+    still = None
+    if "still" in options.parts:
+        camera = write_still_clip(directory / "still.mp4", options.width, options.height, STILL_CLIP_S)
+        still = [still_camera(live_model, camera, options.still_seconds, motion) for motion in (True, False)]
     return build_report(setup=setup, forward=forward, used=used, stages=stages, detections_per_frame=found,
-                        file=file, live=live, naive=naive_result)
+                        file=file, live=live, naive=naive_result, processes=runs, still=still)
+
+
+def _processes(options: BenchOptions, directory: Path, source: str, size: dict[str, int],
+               device: str) -> dict[str, ProcessRun]:
+    """The naive loop and ``annotate`` with default options (cold, then warm cache) as whole processes."""
+    clip = write_clip(directory / "process.mp4", options.width, options.height, options.process_frames)
+    defaults = {"id": source, "device": options.model.device, "threshold": options.model.threshold,
+                **{k: v for k, v in size.items() if k in ("shortest_edge", "longest_edge")}}
+    cache = directory / "conversion-cache"
+    runs = {"naive": naive_process(source, size, device, clip, options.process_frames, options.model.threshold)}
+    runs["annotate_cold"] = annotate_process(defaults, clip, cache)
+    runs["annotate_warm"] = annotate_process(defaults, clip, cache)
+    for name, run in runs.items():
+        log.info("bench: %s process %.1f s for %d frames", name, run.seconds, run.frames)
+    return runs
 
 
 def _kind_of(backend_name: str) -> str:

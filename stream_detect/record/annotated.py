@@ -102,7 +102,11 @@ class AnnotatedVideoSink:
 
 
 class JsonLinesSink:
-    """One detections message per line (``schema/messages.schema.json``): the websocket's shape."""
+    """One detections message per line (``schema/messages.schema.json``): the websocket's shape.
+
+    Each line is flushed as it is written, so a reader following the file sees every frame as soon
+    as it is annotated.
+    """
 
     name = "jsonl"
 
@@ -113,6 +117,7 @@ class JsonLinesSink:
 
     def on_result(self, result: FrameResult) -> None:
         self._file.write(result.json() + b"\n")
+        self._file.flush()
         self.lines += 1
 
     def on_status(self, change: StateChange) -> None:
