@@ -9,7 +9,10 @@ and the MJPEG streams.
 The page is served with a Content Security Policy that runs exactly its own
 script and style (by their SHA-256) and lets it reach only this server: a
 stream name or label that smuggles markup into the page cannot run code or
-send anything elsewhere.
+send anything elsewhere. The one other script it may run is the hls.js
+player the package ships (:data:`HLS_JS`, named by its exact path), loaded
+by the page only when a stream has HLS; its media comes from ``blob:`` URLs
+(Media Source Extensions).
 """
 
 from __future__ import annotations
@@ -21,10 +24,11 @@ from functools import cache
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]+)?|\[[0-9A-Fa-f:.]+\](:[0-9]+)?")
+HLS_JS = "/static/hls.light.min.js"  # the H.264 player: hls.js's light build (static/hls.js.README.md)
 
 
 @cache
@@ -42,14 +46,26 @@ def _digest(source: str) -> str:
 
 
 def content_security_policy(inline: str, host: str) -> str:
-    """Nothing but the page's own script and style; images (and the inline icon), events' clips, API
-    and websocket from this server only."""
+    """Nothing but the page's own script and style, and hls.js by its path; images (and the inline icon),
+    events' clips, live video (``blob:``: Media Source Extensions), API and websocket from this server only."""
     connect = f"connect-src 'self' ws://{host} wss://{host}" if host else "connect-src 'self'"
-    return (f"default-src 'none'; {inline}; img-src 'self' data:; media-src 'self'; {connect}; base-uri 'none'; "
-            "form-action 'none'")
+    player = f" http://{host}{HLS_JS} https://{host}{HLS_JS}" if host else ""
+    scripts, _, styles = inline.partition("; ")
+    return (f"default-src 'none'; {scripts}{player}; {styles}; img-src 'self' data:; media-src 'self' blob:; "
+            f"{connect}; base-uri 'none'; form-action 'none'")
+
+
+@cache
+def hls_player() -> bytes:
+    return (STATIC / HLS_JS.rsplit("/", 1)[1]).read_bytes()
 
 
 def install_dashboard(app: FastAPI) -> None:
+    @app.get(HLS_JS, include_in_schema=False)
+    def player() -> Response:
+        return Response(hls_player(), media_type="text/javascript",
+                        headers={"Cache-Control": "max-age=86400", "X-Content-Type-Options": "nosniff"})
+
     @app.get("/", include_in_schema=False)
     def index(request: Request) -> HTMLResponse:
         page, inline = dashboard_page()

@@ -69,9 +69,11 @@
     };
     const image = node.querySelector(".preview");
     image.addEventListener("load", () => layoutOverlay(tile));
+    tile.view = "mjpeg";
+    tile.player = null;  // the H.264 player, once the stream has HLS and the browser plays it
     image.src = withToken(`/streams/${encodeURIComponent(id)}/mjpeg`);
     image.addEventListener("error", () => setTimeout(() => {
-      if (tiles.get(id) !== tile) return;  // dropped meanwhile: no more requests for it
+      if (tiles.get(id) !== tile || tile.view === "h264") return;  // dropped, or playing H.264: no more MJPEG
       image.src = withToken(`/streams/${encodeURIComponent(id)}/mjpeg?t=${Date.now()}`);
     }, 2000));
     armRemove(id, tile, node.querySelector(".remove"));
@@ -103,6 +105,7 @@
     tiles.delete(id);
     clearTimeout(tile.confirmTimer);
     tile.resize.disconnect();
+    stopH264(tile);
     const hadFocus = tile.node.contains(document.activeElement);
     tile.node.querySelector(".preview").removeAttribute("src");  // ends its MJPEG request
     tile.node.remove();
@@ -364,7 +367,9 @@
   function layoutOverlay(tile) {
     const video = tile.node.querySelector(".video");
     const image = tile.node.querySelector(".preview");
-    const picture = image.naturalWidth > 0 ? { width: image.naturalWidth, height: image.naturalHeight } : tile.size;
+    const player = tile.node.querySelector(".preview-video");
+    let picture = image.naturalWidth > 0 ? { width: image.naturalWidth, height: image.naturalHeight } : tile.size;
+    if (tile.view === "h264" && player.videoWidth > 0) picture = { width: player.videoWidth, height: player.videoHeight };
     const boxWidth = video.clientWidth, boxHeight = video.clientHeight;
     const key = picture ? `${boxWidth}x${boxHeight} ${picture.width}x${picture.height}` : `${boxWidth}x${boxHeight}`;
     if (key === tile.laidOut) return;
@@ -723,10 +728,102 @@
     addEvents(tile, [message]);
   }
 
+  // ---- the picture: H.264 (the stream's HLS, through hls.js or the browser's own player) where the stream
+  // has it and the browser plays it, else MJPEG. MJPEG stays until the video plays, and comes back if it fails.
+
+  let hlsScript = null;
+  function loadHlsJs() {  // hls.js ships in the package (static/hls.js.README.md); loaded once, when needed
+    if (!hlsScript) {
+      hlsScript = new Promise((resolve) => {
+        const script = document.createElement("script");
+        script.src = withToken("/static/hls.light.min.js");
+        script.onload = () => resolve(window.Hls || null);
+        script.onerror = () => resolve(null);
+        document.head.appendChild(script);
+      });
+    }
+    return hlsScript;
+  }
+
+  function setView(tile, view, detail) {
+    tile.view = view;
+    tile.node.dataset.view = view;
+    const pill = tile.node.querySelector(".view");
+    pill.textContent = view === "h264" ? "H.264" : "MJPEG";
+    pill.title = detail || (view === "h264" ? "H.264 over HLS" : "Motion JPEG");
+  }
+
+  async function playH264(tile) {
+    tile.player = { hls: null };
+    const player = tile.player;
+    const video = tile.node.querySelector(".preview-video");
+    const url = withToken(`/streams/${encodeURIComponent(tile.id)}/hls/index.m3u8`);
+    const Hls = video.canPlayType("application/vnd.apple.mpegurl") && !window.MediaSource ? null : await loadHlsJs();
+    if (tiles.get(tile.id) !== tile || tile.player !== player) return;  // dropped meanwhile
+    const failed = (detail) => fallBack(tile, player, detail);
+    if (Hls && Hls.isSupported()) {
+      // Live edge: one segment behind it, no back buffer; the worker stays off (the page's policy runs no blob: code).
+      player.hls = new Hls({ enableWorker: false, liveSyncDurationCount: 1, liveMaxLatencyDurationCount: 3,
+                             maxBufferLength: 4, backBufferLength: 0 });
+      player.hls.on(Hls.Events.ERROR, (event, data) => { if (data.fatal) failed(`H.264 failed: ${data.details}`); });
+      player.hls.loadSource(url);
+      player.hls.attachMedia(video);
+    } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+      video.src = url;
+    } else {
+      tile.player = null;
+      tile.h264Unplayable = true;  // this browser cannot: MJPEG it is
+      return;
+    }
+    video.onerror = () => failed("H.264 playback failed");
+    video.onloadedmetadata = () => layoutOverlay(tile);
+    video.onplaying = () => {
+      if (tile.player !== player) return;
+      video.hidden = false;
+      const image = tile.node.querySelector(".preview");
+      image.hidden = true;
+      image.removeAttribute("src");  // ends the MJPEG request: H.264 costs a tenth of it
+      setView(tile, "h264");
+      tile.laidOut = "";
+      layoutOverlay(tile);
+    };
+    video.play().catch(() => { /* autoplay waits for the data; "playing" tells when it starts */ });
+  }
+
+  function stopH264(tile) {
+    const player = tile.player;
+    tile.player = null;
+    if (player && player.hls) player.hls.destroy();
+    const video = tile.node.querySelector(".preview-video");
+    video.onplaying = video.onerror = video.onloadedmetadata = null;
+    video.removeAttribute("src");
+    video.load();
+    video.hidden = true;
+  }
+
+  function fallBack(tile, player, detail) {
+    if (tile.player !== player || tiles.get(tile.id) !== tile) return;
+    stopH264(tile);
+    tile.h264Failed = performance.now();
+    const image = tile.node.querySelector(".preview");
+    image.hidden = false;
+    if (tile.view === "h264") image.src = withToken(`/streams/${encodeURIComponent(tile.id)}/mjpeg?t=${Date.now()}`);
+    setView(tile, "mjpeg", detail);
+  }
+
+  // H.264 once the stream's HLS has segments to start with; after a failure, tried again a minute later.
+  function choosePlayer(tile, s) {
+    const hls = s.encoder && s.encoder.outputs ? s.encoder.outputs.hls : null;
+    if (!hls || tile.player || tile.h264Unplayable) return;
+    if (tile.h264Failed && performance.now() - tile.h264Failed < 60_000) return;
+    if (hls.segments >= 2) playH264(tile);
+  }
+
   // A stream's entry of GET /streams (or the POST's answer) shown on its tile; ``asked``: when that
   // listing was asked for.
   function showStream(s, asked) {
     const tile = tileFor(s.id);
+    choosePlayer(tile, s);
     setState(tile, s.state, s.detail);
     setSize(tile, s.width, s.height);
     setGeometry(tile, Array.isArray(s.zones) ? s.zones : [], Array.isArray(s.lines) ? s.lines : []);

@@ -45,13 +45,17 @@ def test_policy_allows_exactly_the_pages_own_script_and_style() -> None:
     (style,) = re.findall(r"<style>(.*?)</style>", response.text, re.S)
     policy = directives(response.headers["content-security-policy"])
     assert policy["default-src"] == ["'none'"]
-    assert policy["script-src"] == [sha256_source(script)]
+    host = base.removeprefix("http://")
+    # Its own script, and the packaged hls.js by its exact path (loaded when a stream has HLS).
+    player = "/static/hls.light.min.js"
+    assert policy["script-src"] == [sha256_source(script), f"http://{host}{player}", f"https://{host}{player}"]
     assert policy["style-src"] == [sha256_source(style)]
     assert policy["img-src"] == ["'self'", "data:"]  # the MJPEG previews and the page's icon
-    host = base.removeprefix("http://")
+    assert policy["media-src"] == ["'self'", "blob:"]  # clips; live H.264 through Media Source Extensions
     assert policy["connect-src"] == ["'self'", f"ws://{host}", f"wss://{host}"]
     # A Host header that is not a host name adds nothing to the policy.
     assert directives(hostile.headers["content-security-policy"])["connect-src"] == ["'self'"]
+    assert directives(hostile.headers["content-security-policy"])["script-src"] == [sha256_source(script)]
     assert "script-src *" not in hostile.headers["content-security-policy"]
 
 
