@@ -7,6 +7,11 @@ most servers' listeners take TCP pushes, and firewalls want it) and, when
 the server is gone (refused, reset, stalled past ``io_timeout_s``), closes
 the session and connects again after a capped exponential backoff.
 
+A server that stays connected but stops reading would block a write for as
+long as TCP keeps the connection: a write that takes longer than
+``io_timeout_s`` has its connection shut down from the encoder's thread
+(:mod:`.stalls`), and the push reconnects.
+
 Bounds: the queue holds at most ``max_queue_s`` seconds of video; past that
 its oldest whole GOPs go (counted in ``packets_dropped``), so a dead or slow
 server costs memory for that many seconds and never slows the encoder.
@@ -23,14 +28,17 @@ import enum
 import fractions
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import av
 
 from ..redact import redact, redact_url
 from .h264 import TIME_BASE, EncodedPacket
+from .stalls import own_sockets, server_addresses, shut_down
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +100,8 @@ class RtspPush:
         self.packets_sent = 0
         self.packets_dropped = 0
         self.bytes_sent = 0
+        self.stalls = 0  # writes that took longer than io_timeout_s: their connection was shut down
+        self._session: _Session | None = None
         self._items: collections.deque[_Item] = collections.deque()
         self._wakeup = threading.Condition()
         self._closing = False
@@ -112,6 +122,15 @@ class RtspPush:
             self._items.extend(packets)
             self._trim()
             self._wakeup.notify_all()
+        self._unblock_stalled()
+
+    def _unblock_stalled(self) -> None:
+        """A write blocked past ``io_timeout_s``: its server reads nothing; its connection is shut down."""
+        session = self._session
+        if session is not None and session.stalled(self.io_timeout_s) and session.shut_down():
+            self.stalls += 1
+            log.warning("stream %s: the RTSP server %s stopped reading for %.0f s; reconnecting", self.stream_id,
+                        self.shown_url, self.io_timeout_s)
 
     def end(self) -> None:
         pass  # the next time line begins with its own size: a new session
@@ -124,7 +143,11 @@ class RtspPush:
         if self._thread.ident is None:
             self.state = PushState.STOPPED
             return
-        self._thread.join(self.io_timeout_s + 5)
+        self._thread.join(self.io_timeout_s)
+        session = self._session
+        if self._thread.is_alive() and session is not None:  # a write still blocked: cut it short
+            session.shut_down()
+        self._thread.join(5)
         if self._thread.is_alive():
             log.error("stream %s: the RTSP push to %s did not stop", self.stream_id, self.shown_url)
 
@@ -133,7 +156,7 @@ class RtspPush:
             queued = sum(1 for item in self._items if isinstance(item, EncodedPacket))
         return {"url": self.shown_url, "state": self.state.value, "error": self.error, "connects": self.connects,
                 "failures": self.failures, "packets_sent": self.packets_sent, "packets_dropped": self.packets_dropped,
-                "packets_queued": queued, "bytes_sent": self.bytes_sent}
+                "packets_queued": queued, "bytes_sent": self.bytes_sent, "stalls": self.stalls}
 
     def _trim(self) -> None:
         """Drops the oldest whole GOPs while the queue spans more than ``max_queue_s`` (under the lock)."""
@@ -172,7 +195,7 @@ class RtspPush:
                     size = item
                     if session is not None:
                         session.close()
-                        session = None
+                        session = self._session = None
                     continue
                 if size is None:  # no time line begun: nothing to describe the stream with
                     self.packets_dropped += 1
@@ -181,7 +204,7 @@ class RtspPush:
                     if not item.keyframe:
                         self.packets_dropped += 1
                         continue
-                    session = self._connect(size, failures)
+                    session = self._session = self._connect(size, failures)
                     if session is None:
                         failures += 1
                         self.packets_dropped += 1
@@ -193,7 +216,7 @@ class RtspPush:
                 except Exception as error:
                     self._failed(error)
                     session.close()
-                    session = None
+                    session = self._session = None
                     failures += 1
                     self.packets_dropped += 1
                     continue
@@ -201,6 +224,7 @@ class RtspPush:
                 self.packets_sent += 1
                 self.bytes_sent += len(item.data)
         finally:
+            self._session = None
             if session is not None:
                 session.close()
             self.state = PushState.STOPPED
@@ -256,6 +280,11 @@ class _Session:
     """One RTSP RECORD session: packets' timestamps rebased to its first packet."""
 
     def __init__(self, url: str, size: _Begin, io_timeout_s: float) -> None:
+        parts = urlsplit(url)
+        self._addresses = server_addresses(parts.hostname or "", parts.port or 554)
+        self._before = set(own_sockets(self._addresses).values())  # the process's other connections there
+        self._sockets: dict[int, str] | None = None  # this session's, known once it has connected
+        self._writing_since: float | None = None
         microseconds = str(round(io_timeout_s * 1_000_000))
         self._container: Any = av.open(url, "w", format="rtsp",
                                        options={"rtsp_transport": "tcp", "timeout": microseconds})
@@ -277,8 +306,25 @@ class _Session:
         copy.time_base = TIME_BASE
         copy.is_keyframe = packet.keyframe
         copy.stream = self._stream
-        self._container.mux(copy)  # the first one writes the header: ANNOUNCE, SETUP, RECORD
+        self._writing_since = time.monotonic()
+        try:
+            self._container.mux(copy)  # the first one writes the header: ANNOUNCE, SETUP, RECORD
+        finally:
+            self._writing_since = None
         self.sent += 1
+        if self._sockets is None:
+            self._sockets = {fd: inode for fd, inode in own_sockets(self._addresses).items()
+                             if inode not in self._before}
+
+    def stalled(self, limit_s: float) -> bool:
+        """A write has been blocked for more than ``limit_s`` (read from another thread)."""
+        since = self._writing_since
+        return since is not None and time.monotonic() - since > limit_s
+
+    def shut_down(self) -> bool:
+        """Shuts this session's connection down (a blocked write fails at once); False if it is not known."""
+        sockets = self._sockets
+        return sockets is not None and shut_down(sockets) > 0
 
     def close(self) -> None:
         try:

@@ -8,6 +8,7 @@ Each :meth:`RtspReceiver.start` writes a new file (``received-N.ts``).
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -66,6 +67,11 @@ class RtspReceiver:
             if fields[1].endswith(wanted) and fields[3] == "0A":
                 return True
         return False
+
+    def pause(self) -> None:
+        """A server that stays connected and reads nothing: SIGSTOP (``kill`` ends it still)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
 
     def kill(self) -> None:
         """A crash: SIGKILL, then reap."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from stream_detect.restream.encoder import StreamEncoder
 from stream_detect.restream.hls import HlsSegmenter
 from stream_detect.restream.rtsp_push import Backoff, RtspPush
 
-from .receiver import free_port
+from .receiver import RtspReceiver, free_port, needs_ffmpeg
 
 FPS = 15
 
@@ -68,3 +69,34 @@ def test_a_clock_that_restarts_starts_a_new_time_line_marked_in_the_playlist() -
     playlist = hls.playlist()
     assert playlist is not None and playlist.count("#EXT-X-DISCONTINUITY") == 1, playlist
     assert encoder.describe()["time_lines"] == 2
+
+
+@needs_ffmpeg
+@pytest.mark.timeout(60)
+def test_a_server_that_stops_reading_is_cut_off_and_the_push_goes_on_elsewhere(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 255, (360, 640, 3), dtype=np.uint8) for _ in range(4)]  # megabits a second
+    with RtspReceiver(tmp_path) as frozen:
+        frozen.start()
+        push = RtspPush("cam", frozen.url, io_timeout_s=2.0, backoff=Backoff(initial_s=0.2, max_s=0.5))
+        encoder = StreamEncoder("cam", Overlay.empty, [push], FPS, queue_size=4)
+        encoder.start()
+        try:
+            deadline = time.monotonic() + 30
+            index = 0
+            while push.describe()["stalls"] == 0:
+                assert time.monotonic() < deadline, f"the stalled push was not cut off: {push.describe()}"
+                if index == FPS:
+                    frozen.pause()  # connected, reading nothing: the socket buffers fill, the writes block
+                encoder.put(Frame("cam", index, noise[index % 4], index / FPS, time.time()))
+                index += 1
+                time.sleep(1 / FPS)
+            described = push.describe()
+            started = time.monotonic()
+        finally:
+            encoder.stop()
+            assert encoder.join(15)
+        stopped_s = time.monotonic() - started
+    assert described["state"] in ("reconnecting", "connecting"), described
+    assert described["packets_sent"] >= FPS and described["packets_dropped"] > 0
+    assert stopped_s < 5, "closing waits on no blocked write"
