@@ -195,8 +195,20 @@ class _StreamCollector(Collector):
         crossings = CounterMetricFamily(
             "stream_detect_line_crossings", "Line crossings since the stream started, per direction and label.",
             labels=["stream", "line", "direction", "label"])
+        encoded = CounterMetricFamily("stream_detect_encoder_frames", "Frames the stream's one H.264 encoder encoded.",
+                                      labels=labels)
+        encoder_dropped = CounterMetricFamily(
+            "stream_detect_encoder_frames_dropped", "Frames dropped because the stream's encoder lagged.",
+            labels=labels)
+        output_dropped = CounterMetricFamily(
+            "stream_detect_encoder_output_dropped",
+            "Packets (or frames' packets) an encoder output dropped: a slow RTSP server or disk, a gap.",
+            labels=["stream", "output"])
+        pushing = GaugeMetricFamily("stream_detect_rtsp_push_streaming", "1 while the RTSP push is streaming.",
+                                    labels=labels)
         for stream in self._streams.all():
             _add_analytics(stream.id, stream.analytics or {}, filtered, occupancy, crossings)
+            _add_encoder(stream.id, stream.encoder, encoded, encoder_dropped, output_dropped, pushing)
             captured.add_metric([stream.id], stream.frames_captured)
             processed.add_metric([stream.id], stream.frames_processed)
             dropped.add_metric([stream.id], stream.frames_dropped)
@@ -210,7 +222,20 @@ class _StreamCollector(Collector):
                 if value is not None:
                     latency.add_metric([stream.id, str(quantile / 100)], value)
         yield from (captured, processed, dropped, still, corrupt, reconnects, fps, state, latency, filtered, occupancy,
-                    crossings)
+                    crossings, encoded, encoder_dropped, output_dropped, pushing)
+
+
+def _add_encoder(stream: str, encoder: Mapping[str, Any] | None, encoded: CounterMetricFamily,
+                 dropped: CounterMetricFamily, output_dropped: CounterMetricFamily, pushing: GaugeMetricFamily) -> None:
+    if encoder is None:
+        return
+    encoded.add_metric([stream], encoder["frames_encoded"])
+    dropped.add_metric([stream], encoder["frames_dropped"])
+    for name, output in dict(encoder.get("outputs") or {}).items():
+        lost = sum(output.get(key, 0) for key in ("packets_dropped", "packets_skipped", "frames_dropped"))
+        output_dropped.add_metric([stream, name], lost)
+        if name == "rtsp":
+            pushing.add_metric([stream], 1.0 if output.get("state") == "streaming" else 0.0)
 
 
 def _add_analytics(stream: str, analytics: Mapping[str, Any], filtered: CounterMetricFamily,

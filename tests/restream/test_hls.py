@@ -71,6 +71,9 @@ def test_the_playlist_plays_in_ffprobe_and_its_segments_are_contiguous(tmp_path:
             (tmp_path / f"{index}.ts").write_bytes(response.content)
         probed = ffprobe_json(f"{base}{url}", "stream=codec_name,width,height")
         described = client.get("/streams", params={"token": TOKEN}).json()["streams"][0]
+        metrics = client.get("/metrics", params={"token": TOKEN}).text
+    assert re.search(r'^stream_detect_encoder_frames_total\{stream="cam"\} [1-9]', metrics, re.M), metrics[-2000:]
+    assert 'stream_detect_encoder_output_dropped_total{output="hls",stream="cam"}' in metrics
     stream = probed["streams"][0]
     assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", WIDTH, HEIGHT)
     starts = []
