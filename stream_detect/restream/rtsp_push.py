@@ -159,20 +159,28 @@ class RtspPush:
                 "packets_queued": queued, "bytes_sent": self.bytes_sent, "stalls": self.stalls}
 
     def _trim(self) -> None:
-        """Drops the oldest whole GOPs while the queue spans more than ``max_queue_s`` (under the lock)."""
+        """Drops the oldest whole GOPs while the queue spans more than ``max_queue_s`` (under the lock):
+        everything before the first keyframe inside the span (the newest keyframe at least), keeping the
+        newest time line's size."""
         packets = [item for item in self._items if isinstance(item, EncodedPacket)]
         if len(packets) < 2 or packets[-1].t - packets[0].t <= self.max_queue_s:
             return
         horizon = packets[-1].t - self.max_queue_s
-        while self._items:
-            head = self._items[0]
-            if isinstance(head, EncodedPacket) and head.keyframe and head.t >= horizon:
-                return
-            if isinstance(head, _Begin) and not any(isinstance(item, _Begin) for item in list(self._items)[1:]):
-                return  # the current time line's size stays known
-            self._items.popleft()
-            if isinstance(head, EncodedPacket):
+        keyframes = [index for index, item in enumerate(self._items)
+                     if isinstance(item, EncodedPacket) and item.keyframe]
+        if not keyframes:
+            return
+        start = next((index for index in keyframes if self._items[index].t >= horizon),  # type: ignore[union-attr]
+                     keyframes[-1])
+        size: _Begin | None = None
+        for _ in range(start):
+            head = self._items.popleft()
+            if isinstance(head, _Begin):
+                size = head
+            else:
                 self.packets_dropped += 1
+        if size is not None:
+            self._items.appendleft(size)
 
     # -- the push thread ------------------------------------------------------------
 
