@@ -66,9 +66,13 @@ class RecordConfig(_Strict):
     segment_seconds: float = Field(60.0, ge=1, le=86_400, description="Length of one segment file.")
     max_bytes: int | None = Field(None, ge=1, description="Per stream: delete the oldest segments above this size.")
     max_age_hours: float | None = Field(None, gt=0, description="Per stream: delete segments older than this.")
-    encoder: Literal["libx264", "h264_nvenc"] = "libx264"
-    preset: str = Field("veryfast", pattern=r"^[a-z0-9]+$", description="Encoder speed preset.")
-    queue_size: int = Field(16, ge=1, le=1024, description="Frames waiting for the encoder; more are dropped.")
+    encoder: Literal["libx264", "h264_nvenc"] = Field(
+        "libx264", description="The stream's encoder (one per stream, shared with clips; 'restream' settings win)."
+    )
+    preset: str = Field("veryfast", pattern=r"^[a-z0-9]+$", description="Encoder speed preset (as 'encoder').")
+    queue_size: int = Field(
+        16, ge=1, le=1024, description="Frames' packets waiting to be written; more are dropped (counted)."
+    )
     retry_s: float = Field(10.0, gt=0, le=3600, description="After a failure (disk full), try again this often.")
 
 
