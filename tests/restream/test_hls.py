@@ -6,6 +6,7 @@ import itertools
 import json
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -97,3 +98,17 @@ def test_a_stream_without_hls_has_no_playlist() -> None:
         described = httpx.get(f"{base}/streams", timeout=10).json()["streams"][0]
     assert response.status_code == 404 and "restream" in response.json()["error"]
     assert described["encoder"] is None
+
+
+def test_a_camera_added_at_run_time_with_hls_serves_it_until_removed() -> None:
+    config = parse_config({"model": {"id": "fake"}, "sources": []})
+    pipeline = Pipeline(config, lambda model: FakeDetector())
+    entry = {"id": "added", "graph": f"testsrc2=size={WIDTH}x{HEIGHT}:rate={FPS}", "restream": {"hls": True}}
+    with serving(pipeline) as base, httpx.Client(base_url=base, timeout=10) as client:
+        assert client.post("/streams", json=entry).status_code == 201
+        text = playlist_with(client, "/streams/added/hls/index.m3u8", 2, timeout_s=20)
+        assert client.delete("/streams/added").status_code == 204
+        gone = client.get("/streams/added/hls/index.m3u8")
+        threads = [thread.name for thread in threading.enumerate() if thread.name == "encode:added"]
+    assert text.startswith("#EXTM3U") and gone.status_code == 404
+    assert threads == [], "removing the stream stops its encoder"
