@@ -65,3 +65,30 @@ def test_a_stream_with_hls_plays_as_h264_and_one_without_as_mjpeg() -> None:
     assert pill == "H.264" and mjpeg_hidden, "the MJPEG request ends once the video plays"
     assert yard_view in (None, "mjpeg") and "/streams/yard/mjpeg" in yard_image["src"] and yard_image["width"] == 320
     assert not errors, errors
+
+
+def test_a_player_that_fails_falls_back_to_mjpeg() -> None:
+    from playwright.sync_api import sync_playwright
+
+    with serving(pipeline()) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 820})
+            page.route("**/hls/index.m3u8*", lambda route: route.abort())  # the playlist never arrives
+            page.goto(base + "/")
+            porch = page.locator('section.tile[data-stream="porch"]')
+            porch.wait_for(timeout=10_000)
+            pill = porch.locator(".pill.view")
+            deadline = time.monotonic() + 30
+            while "failed" not in (pill.get_attribute("title") or ""):
+                assert time.monotonic() < deadline, "the failed player was not noticed within 30 s"
+                time.sleep(0.2)
+            time.sleep(1.0)
+            shown = porch.locator("img.preview").evaluate(
+                "i => ({hidden: i.hidden, src: i.getAttribute('src'), width: i.naturalWidth})")
+            video_hidden = porch.locator("video.preview-video").evaluate("v => v.hidden")
+            view, text = porch.get_attribute("data-view"), pill.text_content()
+        finally:
+            browser.close()
+    assert view == "mjpeg" and text == "MJPEG" and video_hidden
+    assert not shown["hidden"] and "/streams/porch/mjpeg" in shown["src"] and shown["width"] == 640, shown
