@@ -16,6 +16,10 @@ class Detector(Protocol):
     ``detect`` is called from the detector worker thread only. It returns every
     detection scoring above ``threshold``; per-request thresholds and label
     allow-lists are applied by the worker on top.
+
+    A detector may have a ``batch_limit`` (int): the largest batch worth
+    collecting for one call. The worker collects no more, whatever
+    ``max_batch_size`` says (see :class:`~stream_detect.detect.hf.HFDetector`).
     """
 
     model_id: str

@@ -25,7 +25,7 @@ import torch
 from ..config import ModelConfig
 from ..errors import InputError, ModelError
 from ..records import Detections
-from .backends import Backend, BackendOptions, RawOutputs, build_backend
+from .backends import Backend, BackendOptions, DeferredModel, RawOutputs, build_backend
 from .backends.cache import ConversionCache
 from .bf16_probe import bf16_agrees
 from .device import Device, resolve_device
@@ -152,6 +152,9 @@ class HFDetector:
         self.device = device
         self.model_id = model_id
         self.labels: dict[int, str] = {int(k): v for k, v in model.config.id2label.items()}
+        # On CPU images run one at a time (chunks()): a batch of N would only hold the first image's
+        # result back for N - 1 more forward passes (a file's first frame, the other cameras' frames).
+        self.batch_limit: int | None = None if device.is_cuda else 1
         self.backend: Backend = backend if backend is not None else build_backend(model, device, BackendOptions())
         channels_last = bool(getattr(self.backend, "channels_last", False))
         self.preprocessor = TorchPreprocessor.from_processor(processor, device, channels_last)
@@ -167,7 +170,7 @@ class HFDetector:
         Raises:
             ModelError: one line naming the model when it cannot be loaded.
         """
-        from transformers import AutoImageProcessor, AutoModelForObjectDetection
+        from transformers import AutoConfig, AutoImageProcessor, AutoModelForObjectDetection
 
         device = resolve_device(config.device)
         source = model_source(config.id)
@@ -178,11 +181,19 @@ class HFDetector:
             raise ModelError(f"cannot load model {source!r}: no such directory")
         try:
             processor = AutoImageProcessor.from_pretrained(source, revision=config.revision)
-            model = AutoModelForObjectDetection.from_pretrained(source, revision=config.revision)
+            model_config = AutoConfig.from_pretrained(source, revision=config.revision)
         except (OSError, ValueError, KeyError, ImportError, RuntimeError) as error:
             raise _load_error(source, error) from None
+
+        def load_weights() -> Any:
+            try:
+                return AutoModelForObjectDetection.from_pretrained(source, revision=config.revision).eval()
+            except Exception as error:  # safetensors, torch and transformers raise their own kinds
+                raise _load_error(source, error) from None
+
+        # The weights are read when a backend needs them: not at all when the converted model is cached.
+        model = DeferredModel(model_config, load_weights)
         resize_to(processor, config.shortest_edge, config.longest_edge)
-        model.eval()
         options = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile,
                                  input_size=fixed_input_size(processor), model_key=model_fingerprint(source, model),
                                  cache=ConversionCache())

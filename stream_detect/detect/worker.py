@@ -220,6 +220,10 @@ class DetectorWorker:
     def _run(self) -> None:
         try:
             self.detector = self._load_detector()
+            limit = getattr(self.detector, "batch_limit", None)
+            if isinstance(limit, int) and 0 < limit < self.max_batch_size:
+                log.info("%s: batches of %d at most (its detector gains nothing from more)", self.name, limit)
+                self.max_batch_size = limit
             self.state = WorkerState.READY
         except Exception as error:  # reported as state; the server keeps serving
             self.error = str(error) if isinstance(error, ModelError) else f"cannot load model: {error}"

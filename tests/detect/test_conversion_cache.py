@@ -55,6 +55,7 @@ def test_the_second_start_reads_the_conversion_and_a_damaged_entry_is_rebuilt(
 
     second, messages = _load(trained_detr_dir, caplog)
     assert any(READ in m for m in messages) and not any(CONVERTED in m for m in messages), messages
+    assert not second.model.is_loaded, "a cached conversion needs no torch weights"
     for ours, theirs in zip(second.detect(images, 0.05), expected, strict=True):
         assert ours.labels == theirs.labels
         np.testing.assert_allclose(ours.xyxy, theirs.xyxy, atol=1e-3)

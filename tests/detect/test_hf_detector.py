@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,19 @@ def test_missing_model_is_one_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="empty"):
         HFDetector.load(ModelConfig(id=str(tmp_path / "empty")))
+
+
+@pytest.mark.timeout(120)
+def test_damaged_weights_are_one_clear_error(tiny_detr_dir: Path, tmp_path: Path,
+                                             caplog: pytest.LogCaptureFixture) -> None:
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(tiny_detr_dir, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:200])  # a download cut short
+    with caplog.at_level(logging.WARNING), pytest.raises(ModelError, match="cannot load model") as raised:
+        HFDetector.load(ModelConfig(id=str(damaged), device="cpu"))
+    assert "\n" not in str(raised.value) and str(damaged) in str(raised.value)
+    # Every backend would fail alike: no "trying the next backend" line before the error.
+    assert not [r for r in caplog.records if r.name.startswith("stream_detect")], caplog.records

@@ -353,3 +353,26 @@ def test_a_lane_that_closes_while_the_worker_waits_is_told_it_is_drained() -> No
     finally:
         worker.stop()
         assert worker.join(5)
+
+
+@pytest.mark.timeout(20)
+def test_a_detector_batch_limit_caps_the_batches_and_each_result_goes_out_alone() -> None:
+    detector = ScoreDetector(delay_s=0.05)
+    detector.batch_limit = 1  # type: ignore[attr-defined]  # as HFDetector on a CPU
+    worker, stats = make_worker(detector)
+    lanes = [ListLane(name, worker.wakeup) for name in ("a", "b")]
+    for lane in lanes:
+        lane.expected = 6
+        worker.add_lane(lane)
+    for value in range(6):
+        for lane in lanes:
+            lane.queue.put(value + 1)
+    worker.start()
+    try:
+        assert worker.wait_ready(5)
+        assert all(lane.done.wait(10) for lane in lanes)
+    finally:
+        worker.stop()
+        assert worker.join(5)
+    assert worker.max_batch_size == 1 and detector.batches == [1] * 12
+    assert {s.lanes for s in stats} == {1}

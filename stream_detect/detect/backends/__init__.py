@@ -22,6 +22,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,6 +120,49 @@ class TorchThreadsYielded:
                 torch.set_num_threads(TorchThreadsYielded._previous)
 
 
+class DeferredModel:
+    """A transformers model whose config is known and whose weights are loaded on first use.
+
+    A backend that finds its conversion in the cache never needs the torch
+    model: it reads the converted one, and the start-up skips building the
+    torch model (1.6 s for DETR-R50 on 2 cores) and holding its weights
+    beside the runtime's. Backends call :func:`loaded` before using the model.
+    """
+
+    def __init__(self, config: Any, load: Callable[[], Any]) -> None:
+        self.config = config
+        self._load = load
+        self._model: Any = None
+        self._failure: BaseException | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def is_loaded(self) -> bool:
+        return self._model is not None
+
+    @property
+    def failed(self) -> bool:
+        """Loading the weights failed (every backend would fail the same way)."""
+        return self._failure is not None
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._failure is not None:
+                raise self._failure
+            if self._model is None:
+                try:
+                    self._model = self._load()
+                except BaseException as error:
+                    self._failure = error
+                    raise
+            return self._model
+
+
+def loaded(model: Any) -> Any:
+    """``model`` itself, or the model a :class:`DeferredModel` stands for (loaded now if need be)."""
+    return model.get() if isinstance(model, DeferredModel) else model
+
+
 def installed(kind: str) -> bool:
     """Whether the optional runtime ``kind`` needs is importable (torch always is)."""
     module = _MODULES.get(kind)
@@ -151,7 +195,7 @@ def build_backend(model: Any, device: Device, options: BackendOptions) -> Backen
         try:
             return _build(kind, model, device, options)
         except ModelError as error:
-            if kind == candidates[-1]:
+            if kind == candidates[-1] or (isinstance(model, DeferredModel) and model.failed):
                 raise
             log.warning("backend %s unavailable (%s); trying the next", kind, error)
     raise ModelError(f"no backend available on {device.torch_device}")
@@ -174,6 +218,6 @@ def _build(kind: str, model: Any, device: Device, options: BackendOptions) -> Ba
 
 
 __all__ = [
-    "Backend", "BackendOptions", "RawOutputs", "TorchThreadsYielded", "auto_kinds", "available_kinds", "build_backend",
-    "installed",
+    "Backend", "BackendOptions", "DeferredModel", "RawOutputs", "TorchThreadsYielded", "auto_kinds", "available_kinds",
+    "build_backend", "installed", "loaded",
 ]

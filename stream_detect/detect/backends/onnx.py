@@ -15,7 +15,7 @@ import torch
 from ...errors import ModelError
 from ..device import Device
 from ..preprocess import ModelInputs
-from . import BackendOptions, RawOutputs, TorchThreadsYielded
+from . import BackendOptions, RawOutputs, TorchThreadsYielded, loaded
 from .cache import CacheKey
 from .export import DetectionModule, example_inputs
 
@@ -35,6 +35,7 @@ def export_onnx(model: Any, path: Path, input_size: tuple[int, int] | None = Non
     """
     from torch.export import Dim
 
+    model = loaded(model)
     model.to("cpu", dtype=torch.float32)
     model.to(memory_format=torch.contiguous_format)  # torch.export fails on channels_last weights
     module = DetectionModule(model).eval()

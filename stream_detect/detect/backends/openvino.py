@@ -13,7 +13,7 @@ import torch
 from ...errors import ModelError
 from ..device import Device
 from ..preprocess import ModelInputs
-from . import BackendOptions, RawOutputs, TorchThreadsYielded
+from . import BackendOptions, RawOutputs, TorchThreadsYielded, loaded
 from .cache import CacheKey
 from .export import DetectionModule, example_inputs
 
@@ -86,6 +86,7 @@ def _convert(model: Any, options: BackendOptions) -> Any:
     """The torch model as an OpenVINO model with dynamic batch and image sides (fp32)."""
     import openvino as ov
 
+    model = loaded(model)
     model.to("cpu", dtype=torch.float32)
     model.to(memory_format=torch.contiguous_format)  # as exported: plain NCHW weights
     module = DetectionModule(model).eval()

@@ -11,7 +11,7 @@ import torch
 from ...errors import ModelError
 from ..device import Device
 from ..preprocess import ModelInputs
-from . import BackendOptions, RawOutputs
+from . import BackendOptions, RawOutputs, loaded
 from .export import DetectionModule
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class TorchBackend:
     kind = "torch"
 
     def __init__(self, model: Any, device: Device, options: BackendOptions) -> None:
+        model = loaded(model)
         self.device = device
         self.compute_dtype = device.compute_dtype(options.precision)
         self.channels_last = options.channels_last and device.type in ("cpu", "cuda")
