@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config import ModelConfig
 from ..detect.hf import HFDetector
 from ..stats import percentile
-from .live_client import get_json, wait_ready
+from .live_client import get_json, running_analyzer
 
 
 @dataclass(frozen=True)
@@ -69,32 +63,9 @@ def live_mode(model: dict[str, Any], clip: Path, seconds: float, warmup_s: float
 
     source = {"kind": "file", "id": "cam1", "path": str(clip), "realtime": True, "loop": True}
     config = {"model": model, "sources": [source], "server": {"port": 0, "client_queue_size": 64}}
-    with tempfile.TemporaryDirectory(prefix="stream-detect-bench-") as directory:
-        path = Path(directory) / "live.yaml"
-        path.write_text(yaml.safe_dump(config))
-        log = open(Path(directory) / "run.log", "w+")  # noqa: SIM115 - closed below
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stream_detect", "--log-level", "WARNING", "run", "--config", str(path)],
-            stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            if "serving on" not in line:
-                log.seek(0)
-                raise RuntimeError(f"stream-detect run did not start: {log.read()[-2000:]}")
-            base = line.strip().rsplit(" ", 1)[1]
-            wait_ready(base, load_timeout_s)
-            messages = _listen(connect, base.replace("http://", "ws://") + "/ws", warmup_s, seconds)
-            stream = get_json(f"{base}/streams")["streams"][0]
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
-            log.close()
+    with running_analyzer(config, load_timeout_s) as analyzer:
+        messages = _listen(connect, analyzer.base.replace("http://", "ws://") + "/ws", warmup_s, seconds)
+        stream = get_json(f"{analyzer.base}/streams")["streams"][0]
     return _summarise(messages, seconds, stream)
 
 

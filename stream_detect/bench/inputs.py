@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fractions
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,12 +54,16 @@ def random_detr_r50(directory: Path) -> Path:
 def write_clip(path: Path, width: int, height: int, frames: int, rate: int = 25) -> Path:
     """An H.264 MP4 of the synthetic camera's moving shapes (libx264, yuv420p, a keyframe a second)."""
     scene = SyntheticScene(width, height, seed=1)
+    return _encode(path, width, height, rate, (scene.next_frame()[0] for _ in range(frames)))
+
+
+def _encode(path: Path, width: int, height: int, rate: int, images: Iterable[np.ndarray]) -> Path:
+    """``images`` (RGB) as an H.264 MP4 at ``rate`` frames per second (libx264, yuv420p, a keyframe a second)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "veryfast", "g": str(rate)}
-        for index in range(frames):
-            image, _ = scene.next_frame()
+        for index, image in enumerate(images):
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             frame.pts, frame.time_base = index, fractions.Fraction(1, rate)
             for packet in stream.encode(frame):
@@ -91,19 +96,13 @@ def write_still_clip(path: Path, width: int, height: int, seconds: float, rate: 
     radius = max(4, height // 12)
     frames = max(2, round(seconds * rate))
     moving = max(1, round(frames * moving_share))
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "g": str(rate)}
+
+    def images() -> Iterator[np.ndarray]:
         for index in range(frames):
             image = background.copy()
             x = radius + round((width - 2 * radius) * min(index, moving) / moving)
             cv2.circle(image, (x, height // 2), radius, (230, 210, 150), -1, cv2.LINE_AA)
             noise = rng.standard_normal(image.shape, dtype=np.float32) * 6
-            frame = av.VideoFrame.from_ndarray(np.clip(image + noise, 0, 255).astype(np.uint8), format="rgb24")
-            frame.pts, frame.time_base = index, fractions.Fraction(1, rate)
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    return path
+            yield np.clip(image + noise, 0, 255).astype(np.uint8)
+
+    return _encode(path, width, height, rate, images())

@@ -3,11 +3,67 @@ install of stream-detect has no HTTP client package."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """A ``stream-detect run`` process started by the bench: its address and process id."""
+
+    base: str
+    pid: int
+
+
+@contextlib.contextmanager
+def running_analyzer(config: dict[str, Any], load_timeout_s: float = 900.0) -> Iterator[Analyzer]:
+    """``stream-detect run`` on ``config`` (its server on port 0) in its own process, its model loaded;
+    stopped (SIGTERM, then SIGKILL after 30 s) when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="stream-detect-bench-") as directory:
+        path = Path(directory) / "run.yaml"
+        path.write_text(yaml.safe_dump(config))
+        with open(Path(directory) / "run.log", "w+") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "stream_detect", "--log-level", "WARNING", "run", "--config", str(path)],
+                stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+            try:
+                assert process.stdout is not None
+                line = process.stdout.readline()
+                if "serving on" not in line:
+                    log.seek(0)
+                    raise RuntimeError(f"stream-detect run did not start: {log.read()[-2000:]}")
+                base = line.strip().rsplit(" ", 1)[1]
+                wait_ready(base, load_timeout_s)
+                yield Analyzer(base, process.pid)
+            finally:
+                stop(process)
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    """SIGTERM, then SIGKILL if the process has not exited within 30 s."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
 
 
 def get_json(url: str, timeout_s: float = 10.0) -> Any:

@@ -11,19 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from .live_client import wait_ready
+from .live_client import get_json, running_analyzer, stop
 
 POLL_S = 0.02
 
@@ -71,7 +67,7 @@ def annotate_process(model: dict[str, Any], clip: Path, cache: Path, timeout_s: 
             seconds = time.perf_counter() - started
             stderr = process.stderr.read() if process.stderr else ""
         finally:
-            _stop(process)
+            stop(process)
         if process.returncode != 0:
             raise RuntimeError(f"annotate failed: {stderr.strip()[-2000:]}")
         frames = sum(1 for _ in jsonl.open("rb"))
@@ -121,28 +117,11 @@ def still_camera(model: dict[str, Any], clip: Path, seconds: float, motion: bool
     source = {"kind": "file", "id": "still", "path": str(clip), "realtime": True, "loop": True,
               "motion": {"enabled": motion}}
     config = {"model": model, "sources": [source], "server": {"port": 0}}
-    with tempfile.TemporaryDirectory(prefix="stream-detect-bench-") as directory:
-        path = Path(directory) / "still.yaml"
-        path.write_text(yaml.safe_dump(config))
-        with open(Path(directory) / "run.log", "w+") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "stream_detect", "--log-level", "WARNING", "run", "--config", str(path)],
-                stdout=subprocess.PIPE, stderr=log, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-            try:
-                assert process.stdout is not None
-                line = process.stdout.readline()
-                if "serving on" not in line:
-                    log.seek(0)
-                    raise RuntimeError(f"stream-detect run did not start: {log.read()[-2000:]}")
-                base = line.strip().rsplit(" ", 1)[1]
-                wait_ready(base, load_timeout_s)
-                time.sleep(warmup_s)
-                before, cpu_before, started = _stream(base), _cpu_s(process.pid), time.monotonic()
-                time.sleep(seconds)
-                after, cpu_after, window = _stream(base), _cpu_s(process.pid), time.monotonic() - started
-            finally:
-                _stop(process)
+    with running_analyzer(config, load_timeout_s) as analyzer:
+        time.sleep(warmup_s)
+        before, cpu_before, started = _stream(analyzer.base), _cpu_s(analyzer.pid), time.monotonic()
+        time.sleep(seconds)
+        after, cpu_after, window = _stream(analyzer.base), _cpu_s(analyzer.pid), time.monotonic() - started
 
     def calls(stream: dict[str, Any]) -> int:
         return int(stream["frames_processed"]) - int(stream.get("frames_still") or 0)
@@ -152,22 +131,10 @@ def still_camera(model: dict[str, Any], clip: Path, seconds: float, motion: bool
 
 
 def _stream(base: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{base}/streams", timeout=10) as response:
-        return dict(json.loads(response.read())["streams"][0])
+    return dict(get_json(f"{base}/streams")["streams"][0])
 
 
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(10)
