@@ -70,10 +70,4 @@ class PacketWriter:
 
     def _mux(self, packet: EncodedPacket, duration: int) -> None:
         assert self._origin is not None
-        copy = av.Packet(packet.data)
-        copy.pts = copy.dts = packet.pts - self._origin
-        copy.duration = max(1, duration)
-        copy.time_base = TIME_BASE
-        copy.is_keyframe = packet.keyframe
-        copy.stream = self._stream
-        self._container.mux(copy)
+        self._container.mux(packet.copy_for(self._stream, self._origin, duration))

@@ -50,6 +50,17 @@ class EncodedPacket:
     t: float
     keyframe: bool
 
+    def copy_for(self, stream: Any, origin: int, duration: int) -> av.Packet:
+        """This packet for muxing into ``stream`` (a file of copied packets), its time ``origin`` ticks
+        earlier (the file's first packet at 0) and lasting ``duration`` ticks (at least one)."""
+        copy = av.Packet(self.data)
+        copy.pts = copy.dts = self.pts - origin
+        copy.duration = max(1, duration)
+        copy.time_base = TIME_BASE
+        copy.is_keyframe = self.keyframe
+        copy.stream = stream
+        return copy
+
 
 @dataclass(frozen=True, slots=True)
 class CodecSettings:
