@@ -40,6 +40,7 @@ class PacketWriter:
         self._held: EncodedPacket | None = None  # written once the next one gives its duration
         self.frames = 0
         self._closed = False
+        self._broken = False  # a write failed (a full disk): the muxer is not written to again
 
     def write(self, packet: EncodedPacket) -> bool:
         """Copies one packet in; False (nothing written) for one that does not advance the time or a
@@ -56,18 +57,29 @@ class PacketWriter:
         self.frames += 1
         return True
 
-    def close(self) -> None:
-        """Writes the last packet and closes the file."""
+    def close(self, write_last: bool = True) -> None:
+        """Writes the last packet (unless ``write_last`` is False, or a write has failed) and closes the file.
+
+        After a failed write (a full disk) nothing more is muxed: FFmpeg's muxer is in an undefined
+        state then, and muxing into it was seen to crash the process. What reached the disk stays
+        readable (fragmented MP4).
+        """
         if self._closed:
             return
         self._closed = True
         try:
-            if self._held is not None:
+            if self._held is not None and write_last and not self._broken:
                 self._mux(self._held, self._frame_ticks)
-                self._held = None
+            self._held = None
         finally:
             self._container.close()
 
     def _mux(self, packet: EncodedPacket, duration: int) -> None:
         assert self._origin is not None
-        self._container.mux(packet.copy_for(self._stream, self._origin, duration))
+        if self._broken:
+            raise OSError("an earlier write to this file failed")
+        try:
+            self._container.mux(packet.copy_for(self._stream, self._origin, duration))
+        except Exception:
+            self._broken = True
+            raise

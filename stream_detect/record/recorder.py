@@ -68,9 +68,11 @@ class _Segment:
         """Whether ``packet`` starts the next segment: a keyframe once this one holds ``segment_seconds``."""
         return packet.keyframe and packet.t - self.origin_t >= segment_seconds - 1e-6
 
-    def close(self) -> Path:
+    def close(self, complete: bool = True) -> Path:
+        """Closes the segment and gives it its final name; ``complete`` False (after a failure) writes
+        nothing more into it."""
         try:
-            self.video.close()
+            self.video.close(write_last=complete)
         finally:
             self.sidecar.close()
         target = final_path(self.partial)
@@ -246,7 +248,7 @@ class Recorder:
         segment, self._segment = self._segment, None
         if segment is not None:
             try:
-                segment.close()
+                segment.close(complete=False)
             except Exception:  # the file system already failed us; keep what is on disk
                 log.warning("could not close segment %s cleanly", segment.partial.name)
 
