@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="a source (repeatable): rtsp://..., a file, lavfi:GRAPH, /dev/videoN, synthetic",
     )
     run.add_argument("--record", metavar="DIR", help="record every stream's annotated video into DIR")
+    run.add_argument("--cluster", metavar="ADDRESS",
+                     help="run cameras and detectors on a Ray cluster: HOST:PORT, ray://HOST:PORT or auto "
+                          "(pip install 'stream-detect[ray]')")
     _model_options(run)
     _serve_options(run)
 
@@ -164,6 +167,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
             server[option] = value
     if getattr(args, "record", None):
         data["record"] = {**data.get("record", {}), "dir": args.record}
+    if getattr(args, "cluster", None):
+        data["cluster"] = {**data.get("cluster", {}), "address": args.cluster}
     if getattr(args, "data_dir", None):
         data["data_dir"] = args.data_dir
     elif not data.get("data_dir"):

@@ -21,25 +21,29 @@ is connected here. ``stream-detect run`` and ``demo`` are :func:`build_pipeline`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import FastAPI
 
 from .config import Config, ModelConfig, ServerConfig
 from .detect.base import Detector
+from .detect.worker import BatchStats, DetectorWorker
 from .errors import ConfigError
 from .events import EventStore, events_path
 from .inference import InferenceLane
 from .metrics import Metrics
 from .pipeline import Pipeline, StreamRuntime
-from .ports import pipeline_ports
-from .sinks import Overflow, Sink
+from .ports import Ports
+from .records import Frame
+from .sinks import Dispatcher, Overflow, Sink
 from .source_store import SourceStore
 
 if TYPE_CHECKING:
+    from .cluster.head import ClusterHead
     from .events.clips import ClipSink
     from .events.media import Sweeper
     from .events.snapshots import SnapshotSink
@@ -113,9 +117,11 @@ class EventOutputs:
             self.history.close()
 
 
-def build_event_outputs(config: Config) -> EventOutputs:
+def build_event_outputs(config: Config, media: bool = True) -> EventOutputs:
     """The event history in ``DATA_DIR/events.db`` (off with ``events.enabled: false`` or without a data
     directory: a library user's in-memory analyzer) and the webhooks with their outbox in ``DATA_DIR``.
+    ``media``: the objects' snapshots and clips too (made here from the frames: not on a cluster's head,
+    whose frames stay on their nodes).
 
     Raises:
         EventStoreError: the history's database cannot be used (corrupt, newer, held by another process).
@@ -129,6 +135,7 @@ def build_event_outputs(config: Config) -> EventOutputs:
             path.parent.mkdir(parents=True, exist_ok=True)
             outputs.history = EventStore(path, max_age_days=config.events.max_age_days,
                                          max_events=config.events.max_events)
+        if outputs.history is not None and data_dir is not None and media:
             from .events.media import Sweeper
             from .events.snapshots import SnapshotSink
 
@@ -149,11 +156,11 @@ def build_event_outputs(config: Config) -> EventOutputs:
     return outputs
 
 
-def connect_outputs(outputs: EventOutputs, pipeline: Pipeline, config: Config) -> None:
+def connect_outputs(outputs: EventOutputs, pipeline: Pipeline | ClusterHead, config: Config) -> None:
     """The outputs that need the pipeline itself (before it starts): the clips (an output of each tracked
     stream's one encoder, which also feeds its recording, RTSP push and HLS) and MQTT (Home Assistant is
     told each stream's zones, lines and labels, and forgets a stream removed at run time)."""
-    if outputs.clips_dir is not None and config.events.clips:
+    if outputs.clips_dir is not None and config.events.clips and isinstance(pipeline, Pipeline):
         from .events.clips import ClipSink
 
         def rate_of(stream_id: str) -> float | None:
@@ -183,24 +190,23 @@ def connect_outputs(outputs: EventOutputs, pipeline: Pipeline, config: Config) -
         pipeline.add_removal_listener(outputs.mqtt.forget)
 
 
-def stream_topology(pipeline: Pipeline) -> list[StreamTopology]:
+def stream_topology(pipeline: Pipeline | ClusterHead) -> list[StreamTopology]:
     """What each stream counts, for Home Assistant: its zones with their labels, its lines, and the
     labels counted over the whole frame: the model's ``labels`` setting, else its own labels when it has
     at most :data:`MAX_ANNOUNCED_LABELS`, else the labels the stream's zones and lines name."""
     from .notify.mqtt_topics import StreamTopology
 
     found = []
-    for stream in pipeline.streams.values():
-        source = stream.config
+    for source in pipeline.sources:
         named = sorted({label for zone in source.zones for label in zone.labels or ()}
                        | {label for line in source.lines for label in line.labels or ()})
-        labels = tuple(_model_labels(pipeline, stream.model) or named)
+        labels = tuple(_model_labels(pipeline, Config.model_of(source)) or named)
         zones = {zone.name: tuple(zone.labels or labels) for zone in source.zones}
         found.append(StreamTopology(source.id, zones, tuple(line.name for line in source.lines), labels))
     return found
 
 
-def _model_labels(pipeline: Pipeline, model: str) -> list[str]:
+def _model_labels(pipeline: Pipeline | ClusterHead, model: str) -> list[str]:
     configured = pipeline.config.named_models()[model].labels
     if configured:
         return list(configured)
@@ -219,7 +225,27 @@ def build_still_images(model: ModelConfig, load_detector: Callable[[ModelConfig]
     return pipeline, lane
 
 
-def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | None = None,
+class AnalyzerHost(Protocol):
+    """What the server is built over: a :class:`~.pipeline.Pipeline`, or a cluster's started process
+    (:class:`~.cluster.head.ClusterHead`, whose cameras run on other nodes)."""
+
+    @property
+    def workers(self) -> Mapping[str, DetectorWorker]: ...
+
+    @property
+    def wakeup(self) -> threading.Condition: ...
+
+    @property
+    def dispatcher(self) -> Dispatcher: ...
+
+    def ports(self, api_lanes: Mapping[str, InferenceLane]) -> Ports: ...
+
+    def add_batch_listener(self, listener: Callable[[BatchStats], None]) -> None: ...
+
+    def add_frame_tap(self, tap: Callable[[Frame], None]) -> None: ...
+
+
+def build_app(pipeline: AnalyzerHost, config: ServerConfig, store: SourceStore | None = None,
               outputs: EventOutputs | None = None) -> FastAPI:
     """The server of ``pipeline``: its parts made and connected to the pipeline's ports, then the routes
     over them. The server sees the ports (:mod:`.ports`) only, never the pipeline.
@@ -241,7 +267,7 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     api_lanes = {name: InferenceLane(config.api_queue_size, pipeline.wakeup) for name in pipeline.workers}
     for name, lane in api_lanes.items():
         pipeline.workers[name].add_lane(lane)
-    ports = pipeline_ports(pipeline, api_lanes)
+    ports = pipeline.ports(api_lanes)
     mqtt = outputs.mqtt
     metrics = Metrics(ports.streams, ports.sinks, (lambda: history.stats) if history is not None else None,
                       webhooks.stats if webhooks is not None else None,
@@ -251,8 +277,8 @@ def build_app(pipeline: Pipeline, config: ServerConfig, store: SourceStore | Non
     pipeline.dispatcher.add(HubSink(hub), maxsize=WEBSOCKET_SINK_BUFFER)
     context = ServerContext(config=config, hub=hub, metrics=metrics, auth=TokenCheck(config.tokens),
                             streams=ports.streams, models=ports.models)
-    previews = Previews(context, ports.preview)
+    previews = Previews(context, ports.preview, ports.jpegs)
     pipeline.add_frame_tap(previews.on_frame)
     return create_app(context, ports.lifecycle, previews, InferenceApi(context),
                       StreamsApi(ports.streams, ports.changes, store), history.reader if history else None,
-                      webhooks, outputs.snapshots_dir, outputs.clips_dir, ports.hls)
+                      webhooks, outputs.snapshots_dir, outputs.clips_dir, ports.hls, ports.cluster)

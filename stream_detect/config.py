@@ -30,6 +30,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from .analytics.settings import AnalyticsFields
+from .cluster.settings import ClusterConfig
 from .errors import ConfigError
 from .motion import MotionConfig
 from .notify.mqtt_config import MqttConfig
@@ -412,6 +413,8 @@ class Config(_Strict):
                                                       "Home Assistant discovery.")
     webhooks: list[WebhookConfig] = Field(
         default_factory=list, description="Each event POSTed, signed (Standard Webhooks), to these receivers.")
+    cluster: ClusterConfig | None = Field(None, description="Run the cameras and detectors on a Ray cluster "
+                                                            "(stream-detect run --cluster ADDRESS).")
 
     def recording_of(self, source: SourceConfig) -> RecordConfig | None:
         """The recording settings that apply to ``source``, or None."""

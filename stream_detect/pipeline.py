@@ -26,7 +26,7 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from .errors import ConfigError, ModelError, StreamExistsError, UnknownStreamErr
 from .frame_queue import DropPolicy, FrameQueue
 from .motion import MotionGate, motion_enabled
 from .overlay import Overlay, frame_time
-from .ports import StreamSnapshot
+from .ports import Ports, StreamSnapshot
 from .record.recorder import Recorder, RecorderSettings
 from .record.segments import Retention
 from .records import Detections, Frame
@@ -305,6 +305,13 @@ class Pipeline:
         stream.lane = _StreamLane(self, stream)
         self.workers[stream.model].add_lane(stream.lane)
         stream.capture.start()
+
+    def ports(self, api_lanes: Mapping[str, Any]) -> Ports:
+        """The ports the server reads this pipeline through (:mod:`.ports`); ``api_lanes``: each model's
+        lane for still images, added to its worker by the caller."""
+        from .ports import pipeline_ports
+
+        return pipeline_ports(self, api_lanes)
 
     @property
     def worker(self) -> DetectorWorker:

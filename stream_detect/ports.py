@@ -12,6 +12,8 @@ streams, workers or dispatcher::
                      aliases, state, the load's Future, a lane for still images
     SinkStatistics   metrics: each sink's delivered, dropped, failed, buffered
     HlsPlaylists     /streams/{id}/hls/...: a stream's HLS playlist and segments
+    RemoteJpegs      the preview of a cluster's streams, whose frames stay on their nodes
+    ClusterView      /cluster: the nodes, their replicas and cameras; rebalancing
     StreamChanges    the one write port (POST, PUT and DELETE /streams) and the
                      sources a store keeps
     Lifecycle        the application's lifespan: start and stop
@@ -90,6 +92,7 @@ class StreamSnapshot:
     analytics: Mapping[str, object] | None = None
     frames_still: int = 0  # processed frames that skipped the detector: nothing moved
     encoder: Mapping[str, object] | None = None  # its one H.264 encoder and that encoder's outputs
+    node: str | None = None  # the cluster node that runs it (None: this process)
 
     def __post_init__(self) -> None:
         if self.recording is not None and not isinstance(self.recording, MappingProxyType):
@@ -119,6 +122,7 @@ class StreamSnapshot:
             "recording": None if self.recording is None else dict(self.recording),
             "encoder": copy.deepcopy(dict(self.encoder)) if self.encoder is not None else None,
             **copy.deepcopy(dict(self.analytics or {})),
+            **({"node": self.node} if self.node is not None else {}),
         }
 
 
@@ -277,6 +281,25 @@ class StreamChanges(Protocol):
         ...
 
 
+class RemoteJpegs(Protocol):
+    """The preview of streams whose frames are on other machines (a cluster's nodes)."""
+
+    def preview_jpeg(self, stream_id: str, quality: int, raw: bool) -> tuple[int, bytes] | None:
+        """The stream's newest frame as JPEG, annotated unless ``raw``: ``(frame index, JPEG)``; None before
+        its first frame. Blocks (a call over the network): call it off the event loop."""
+        ...
+
+
+class ClusterView(Protocol):
+    """``/cluster``: the nodes, their replicas and cameras; ``POST /cluster/rebalance``."""
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def rebalance(self) -> list[dict[str, str]]:
+        """Moves cameras so that no two nodes differ by more than one; what moved. Blocks."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class Lifecycle:
     """Starts and stops what the server serves (``stop`` blocks until it has stopped)."""
@@ -296,6 +319,8 @@ class Ports:
     changes: StreamChanges
     lifecycle: Lifecycle
     hls: HlsPlaylists
+    jpegs: RemoteJpegs | None = None  # frames on other machines: the preview asks for JPEGs
+    cluster: ClusterView | None = None
 
 
 # -- the pipeline behind them ----------------------------------------------------
@@ -350,7 +375,7 @@ class _PipelineStreamChanges:
         return self._pipeline.sources
 
 
-class _WorkerModel:
+class WorkerModel:
     """:class:`ModelPort` over one model's detector worker and its API lane."""
 
     def __init__(self, pipeline: Pipeline, name: str, lane: InferenceLane) -> None:
@@ -399,7 +424,7 @@ class _WorkerModel:
         return self._lane.submit(image, threshold)
 
 
-class _DispatcherSinks:
+class DispatcherSinks:
     """:class:`SinkStatistics` over a dispatcher's sink runners."""
 
     def __init__(self, dispatcher: Dispatcher) -> None:
@@ -415,12 +440,12 @@ def pipeline_ports(pipeline: Pipeline, api_lanes: Mapping[str, InferenceLane]) -
     """The ports of ``pipeline``; ``api_lanes`` are the lanes, one per model by name, that its
     workers take still images from (the caller adds them to the workers)."""
     streams = _PipelineStreams(pipeline)
-    models = {name: _WorkerModel(pipeline, name, api_lanes[name]) for name in pipeline.workers}
+    models = {name: WorkerModel(pipeline, name, api_lanes[name]) for name in pipeline.workers}
     return Ports(
         streams=streams,
         preview=streams,
         models=MappingProxyType(models),
-        sinks=_DispatcherSinks(pipeline.dispatcher),
+        sinks=DispatcherSinks(pipeline.dispatcher),
         changes=_PipelineStreamChanges(pipeline),
         lifecycle=Lifecycle(start=pipeline.start, stop=pipeline.stop),
         hls=streams,

@@ -6,10 +6,9 @@ import logging
 import socket
 from pathlib import Path
 
-from ..compose import EventOutputs, build_app, build_event_outputs, build_pipeline, connect_outputs
+from ..compose import AnalyzerHost, EventOutputs, build_app, build_event_outputs, build_pipeline, connect_outputs
 from ..config import Config, parse_config
 from ..detect import load_detector
-from ..pipeline import Pipeline
 from ..server.runner import build_server
 from ..source_store import ConfigFileStore, SourceStore, StateFileStore, entry_of
 
@@ -31,7 +30,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(pipeline: Pipeline, config: Config, store: SourceStore | None = None,
+def serve(pipeline: AnalyzerHost, config: Config, store: SourceStore | None = None,
           outputs: EventOutputs | None = None) -> int:
     """Serves ``pipeline`` until SIGINT or SIGTERM; the pipeline starts and stops with the server."""
     app = build_app(pipeline, config.server, store, outputs)
@@ -48,6 +47,10 @@ def run(config: Config, config_file: str | None = None) -> int:
     """Runs the analyzer and its server. Cameras changed through the API are kept in
     ``config_file`` when the sources came from it, else in the data directory."""
     config, store = with_source_store(config, config_file)
+    if config.cluster is not None:
+        from ..cluster.run import run_cluster
+
+        return run_cluster(config, store)
     outputs = build_event_outputs(config)
     try:
         pipeline = build_pipeline(config, load_detector, outputs.sinks())

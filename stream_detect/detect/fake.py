@@ -64,3 +64,10 @@ class FakeDetector:
 
     def close(self) -> None:
         pass
+
+
+def fixed_cost_detector(model: object, delay_s: float = 0.05, model_id: str = "fake") -> FakeDetector:
+    """A loader (``functools.partial(fixed_cost_detector, delay_s=...)``) of a fake that costs ``delay_s`` a batch
+    whatever its size and the machine: the cluster's tests and scaling benchmark measure the system with it,
+    not this machine's cores. Importable by name, so a cluster's nodes can load it."""
+    return FakeDetector(delay_s=delay_s, model_id=model_id)

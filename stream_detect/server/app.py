@@ -17,7 +17,7 @@ from .. import __version__
 from ..config import DEFAULT_MODEL_NAME
 from ..events.query import ObjectQueries
 from ..metrics import CONTENT_TYPE
-from ..ports import HlsPlaylists, Lifecycle
+from ..ports import ClusterView, HlsPlaylists, Lifecycle
 from .api_docs import install_api_docs
 from .context import ServerContext
 from .dashboard import install_dashboard
@@ -83,13 +83,15 @@ class TokenMiddleware:
 def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews, inference: InferenceApi,
                streams_api: StreamsApi, events: ObjectQueries | None = None,
                deliveries: DeliveryQueries | None = None, snapshots_dir: Path | None = None,
-               clips_dir: Path | None = None, hls: HlsPlaylists | None = None) -> FastAPI:
+               clips_dir: Path | None = None, hls: HlsPlaylists | None = None,
+               cluster: ClusterView | None = None) -> FastAPI:
     """The application over already wired parts (see :func:`stream_detect.compose.build_app`).
 
     ``events``: the event history read by ``/events`` and ``/counts`` (None: they answer 404, it is off).
     ``deliveries``: the webhooks' outbox read by ``/webhooks/deliveries`` (None: no webhooks).
     ``snapshots_dir``, ``clips_dir``: where the objects' snapshots and clips are (``/events/{id}/...``).
     ``hls``: the re-streamed streams' HLS (``/streams/{id}/hls/index.m3u8``; None: no such routes).
+    ``cluster``: a cluster run's nodes (``/cluster``; None: one process, no such routes).
 
     Starting it starts ``lifecycle`` (the pipeline); stopping it stops it.
     """
@@ -116,6 +118,10 @@ def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews,
     install_streams_api(app, streams_api)
     if hls is not None:
         install_hls_api(app, hls, context.auth)
+    if cluster is not None:
+        from .cluster_api import install_cluster_api
+
+        install_cluster_api(app, cluster)
     if events is not None:
         install_events_api(app, events)
         if snapshots_dir is not None:

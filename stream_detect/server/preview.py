@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import Counter, Gauge
 from starlette.types import Receive, Scope, Send
 
-from ..ports import PreviewSource
+from ..ports import PreviewSource, RemoteJpegs
 from ..records import Detections, Frame
 from ..render import draw_detections
 from .context import ServerContext
@@ -54,8 +54,9 @@ class StreamPreview:
     """The shared annotated JPEG of one run of a stream (a stream replaced under its id gets a new one)."""
 
     def __init__(self, stream_id: str, run: int, source: PreviewSource, fps: float, quality: int,
-                 encodes: Counter) -> None:
+                 encodes: Counter, remote: RemoteJpegs | None = None) -> None:
         self.stream_id = stream_id
+        self._remote = remote
         self.run = run
         self._source = source
         self.interval = 1.0 / fps
@@ -100,6 +101,10 @@ class StreamPreview:
         last_index = -1
         while self.viewers > 0:
             started = time.monotonic()
+            if self._remote is not None:
+                last_index = await self._fetch(last_index)
+                await asyncio.sleep(max(0.005, self.interval - (time.monotonic() - started)))
+                continue
             frame = self.latest_frame
             if frame is not None and frame.index != last_index:
                 data = await self._encode(frame)
@@ -109,6 +114,18 @@ class StreamPreview:
                 self.jpeg = Jpeg(data, frame.index, self._sequence)
                 self.wake()
             await asyncio.sleep(max(0.005, self.interval - (time.monotonic() - started)))
+
+    async def _fetch(self, last_index: int) -> int:
+        """The newest JPEG from the machine that holds the stream's frames (they never come here)."""
+        assert self._remote is not None
+        found = await asyncio.to_thread(self._remote.preview_jpeg, self.stream_id, self.quality, False)
+        if found is None or found[0] == last_index:
+            return last_index
+        self._encodes.inc()
+        self._sequence += 1
+        self.jpeg = Jpeg(found[1], found[0], self._sequence)
+        self.wake()
+        return found[0]
 
     @contextlib.asynccontextmanager
     async def watching(self) -> AsyncIterator[None]:
@@ -129,6 +146,9 @@ class StreamPreview:
         return self.jpeg if self.jpeg is not None and self.jpeg.sequence > after else None
 
     async def snapshot(self, raw: bool) -> bytes | None:
+        if self._remote is not None:
+            found = await asyncio.to_thread(self._remote.preview_jpeg, self.stream_id, self.quality, raw)
+            return None if found is None else found[1]
         frame = self.latest_frame
         if frame is None:
             return None
@@ -160,11 +180,14 @@ class Previews:
     Args:
         context: The server's shared parts (its configuration, the metrics registry, the streams).
         source: Each stream's last detections and current run.
+        remote: Where the JPEGs come from when the frames are on other machines (a cluster's nodes, which
+            draw and encode them; fetched only while someone watches); None: frames come to :meth:`on_frame`.
     """
 
-    def __init__(self, context: ServerContext, source: PreviewSource) -> None:
+    def __init__(self, context: ServerContext, source: PreviewSource, remote: RemoteJpegs | None = None) -> None:
         config = context.config
         self.source = source
+        self.remote = remote
         self.fps = config.preview_fps
         self.quality = config.jpeg_quality
         self.max_viewers = config.max_mjpeg_clients
@@ -198,7 +221,7 @@ class Previews:
             if run is None:
                 self.by_stream = {key: value for key, value in self.by_stream.items() if key != stream_id}
                 return None
-            preview = StreamPreview(stream_id, run, self.source, self.fps, self.quality, self.encodes)
+            preview = StreamPreview(stream_id, run, self.source, self.fps, self.quality, self.encodes, self.remote)
             self.viewers.labels(stream=stream_id).set_function(_viewer_count(preview))
             self.by_stream = {**self.by_stream, stream_id: preview}
             return preview
