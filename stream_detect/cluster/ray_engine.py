@@ -188,7 +188,12 @@ class RayEngine:
         return self._handles[model]
 
     def alive_nodes(self) -> list[NodeInfo]:
-        return [node for node in self.nodes() if node.alive]
+        """The alive nodes that can hold a detector replica: cameras run only there, beside one (a head node
+        started with no CPUs, as a KubeRay head is, runs none)."""
+        settings = self.settings
+        return [node for node in self.nodes() if node.alive
+                and node.resources.get("CPU", 0.0) >= settings.replica_cpus
+                and node.resources.get("GPU", 0.0) >= settings.replica_gpus]
 
     def nodes(self) -> list[NodeInfo]:
         return [NodeInfo(entry["NodeID"], entry.get("NodeManagerAddress", ""), bool(entry.get("Alive")),
