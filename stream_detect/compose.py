@@ -120,8 +120,9 @@ class EventOutputs:
 def build_event_outputs(config: Config, media: bool = True) -> EventOutputs:
     """The event history in ``DATA_DIR/events.db`` (off with ``events.enabled: false`` or without a data
     directory: a library user's in-memory analyzer) and the webhooks with their outbox in ``DATA_DIR``.
-    ``media``: the objects' snapshots and clips too (made here from the frames: not on a cluster's head,
-    whose frames stay on their nodes).
+    ``media``: the objects' snapshots and clips are made here, from the frames (false on a cluster's
+    head, whose frames stay on their nodes: they make them, and the head keeps what it fetched of them
+    in the same directories, under the same retention).
 
     Raises:
         EventStoreError: the history's database cannot be used (corrupt, newer, held by another process).
@@ -135,12 +136,13 @@ def build_event_outputs(config: Config, media: bool = True) -> EventOutputs:
             path.parent.mkdir(parents=True, exist_ok=True)
             outputs.history = EventStore(path, max_age_days=config.events.max_age_days,
                                          max_events=config.events.max_events)
-        if outputs.history is not None and data_dir is not None and media:
+        if outputs.history is not None and data_dir is not None:
             from .events.media import Sweeper
             from .events.snapshots import SnapshotSink
 
             outputs.snapshots_dir, outputs.clips_dir = data_dir / "snapshots", data_dir / "clips"
-            outputs.snapshots = SnapshotSink(outputs.snapshots_dir)
+            if media:
+                outputs.snapshots = SnapshotSink(outputs.snapshots_dir)
             outputs.sweeper = Sweeper(outputs.history.reader, [outputs.snapshots_dir, outputs.clips_dir],
                                       config.events.max_age_days)
             outputs.sweeper.start()

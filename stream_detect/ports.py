@@ -299,6 +299,11 @@ class ClusterView(Protocol):
         """Moves cameras so that no two nodes differ by more than one; what moved. Blocks."""
         ...
 
+    def fetch_media(self, stream_id: str, start_id: str, suffix: str) -> bytes | None:
+        """A tracked object's snapshot (``.jpg``, ``.json``) or clip (``.mp4``) from the node that made it;
+        None when no node has it. Blocks."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Lifecycle:

@@ -18,7 +18,8 @@ import concurrent.futures
 import dataclasses
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -158,7 +159,29 @@ class NodeAgent:
         self.pipeline.dispatcher.add(self.outbox, maxsize=1024)
         self.pipeline.add_frame_tap(self._remember)
         self.pipeline.add_removal_listener(self._forget)
+        self._sweeper: Any = None
+        self.media_dirs = self._make_media(config)
         self.pipeline.start()
+
+    def _make_media(self, config: Config) -> tuple[Path, Path] | None:
+        """The tracked objects' snapshots and clips, made here from the frames, in this node's own
+        directories under the data directory (the started process fetches them when asked)."""
+        if not config.events.enabled or config.data_dir is None:
+            return None
+        from ..compose import EventOutputs, connect_outputs
+        from ..events.snapshots import SnapshotSink
+
+        base = Path(config.data_dir).expanduser() / "nodes" / self.node
+        snapshots, clips = base / "snapshots", base / "clips"
+        outputs = EventOutputs(snapshots=SnapshotSink(snapshots), snapshots_dir=snapshots, clips_dir=clips)
+        self.pipeline.dispatcher.add(outputs.snapshots)  # type: ignore[arg-type]
+        connect_outputs(outputs, self.pipeline, config.model_copy(update={"mqtt": None}))
+        from ..events.media import Sweeper
+
+        # The history is the started process's: here media go by age alone (its copies go with the history).
+        self._sweeper = Sweeper(_EveryObjectKept(), [snapshots, clips], config.events.max_age_days)
+        self._sweeper.start()
+        return snapshots, clips
 
     def _load(self, model: ModelConfig) -> ServedDetector:
         name = self._names.get(id(model))
@@ -207,5 +230,27 @@ class NodeAgent:
                                         fps=stream.processed_rate.rate())
         return frame.index, encode_jpeg(image, quality)
 
+    def media(self, stream_id: str, start_id: str, suffix: str) -> bytes | None:
+        """A tracked object's file made here: ``.jpg`` (its snapshot), ``.json`` (the snapshot's sidecar)
+        or ``.mp4`` (its clip); None when this node has none."""
+        if self.media_dirs is None or suffix not in (".jpg", ".json", ".mp4"):
+            return None
+        from ..events.media import media_path
+
+        path = media_path(self.media_dirs[1 if suffix == ".mp4" else 0], stream_id, start_id, suffix)
+        try:
+            return None if path is None else path.read_bytes()
+        except OSError:
+            return None
+
     def stop(self) -> bool:
+        if self._sweeper is not None:
+            self._sweeper.stop()
         return self.pipeline.stop()
+
+
+class _EveryObjectKept:
+    """A node has no history: every object is kept until its media are too old."""
+
+    def existing(self, event_ids: Collection[str]) -> set[str]:
+        return set(event_ids)

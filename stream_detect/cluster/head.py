@@ -45,7 +45,7 @@ from .relay import Drained, RelayedResult
 
 log = logging.getLogger(__name__)
 
-POLL_GRACE_S = 10.0  # a poll unanswered this long past its own wait: the agent is lost
+POLL_GRACE_S = 5.0  # a poll unanswered this long past its own wait: the agent is lost
 LOST_NODE_QUIET_S = 60.0  # a node whose agent was lost gets no new one this long (it may be dying still)
 WATCH_S = 2.0  # how often nodes joining and leaving, and cameras waiting for a node, are looked at
 STOP_TIMEOUT_S = 15.0
@@ -346,6 +346,23 @@ class ClusterHead:
         except self._lost_error:
             return None
         return found
+
+    def fetch_media(self, stream_id: str, start_id: str, suffix: str) -> bytes | None:
+        """A tracked object's snapshot (``.jpg``, its ``.json`` sidecar) or clip (``.mp4``), from the node that
+        made it: the camera's node now first, then the others. None when no node alive has it."""
+        with self._lock:
+            first = self._agents.get(self._where.get(stream_id, ""))
+            agents = [first] if first is not None else []
+            agents += [agent for agent in self._agents.values() if agent is not first]
+        for agent in agents:
+            try:
+                found: bytes | None = self.engine.call(agent.actor, "media", stream_id, start_id, suffix,
+                                                       timeout_s=30.0)
+            except self._lost_error:
+                continue
+            if found is not None:
+                return found
+        return None
 
     def hls(self, stream_id: str) -> HlsPlaylist | None:
         return None  # HLS is served by one process; on a cluster, push RTSP from the nodes (docs/scaling.md)

@@ -125,7 +125,8 @@ def create_app(context: ServerContext, lifecycle: Lifecycle, previews: Previews,
     if events is not None:
         install_events_api(app, events)
         if snapshots_dir is not None:
-            install_media_api(app, events, snapshots_dir, clips_dir)
+            install_media_api(app, events, snapshots_dir, clips_dir,
+                              fetch=cluster.fetch_media if cluster is not None else None)
     else:
         install_events_off(app)
     if deliveries is not None:

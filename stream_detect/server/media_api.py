@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -117,9 +118,26 @@ def render_snapshot(jpeg: bytes, sidecar: dict[str, Any], *, boxes: bool, crop: 
     return encode_jpeg(image, JPEG_QUALITY)
 
 
-def install_media_api(app: FastAPI, history: ObjectQueries, snapshots_dir: Path, clips_dir: Path | None) -> None:
+MediaFetch = Callable[[str, str, str], bytes | None]
+
+
+def _kept(path: Path, data: bytes) -> None:
+    """Writes a fetched file whole (a reader sees it complete or not at all)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+def install_media_api(app: FastAPI, history: ObjectQueries, snapshots_dir: Path, clips_dir: Path | None,
+                      fetch: MediaFetch | None = None) -> None:
     """Adds ``/events/{id}/snapshot.jpg`` and ``/events/{id}/clip.mp4`` over ``history`` (an ``EventReader``:
-    ``EventStore.reader``); ``clips_dir`` None: clips are off, and say so."""
+    ``EventStore.reader``); ``clips_dir`` None: clips are off, and say so.
+
+    ``fetch(stream, start_id, suffix)``: where media not made here come from (a cluster's nodes, which
+    make them from their cameras' frames); what it gives is kept in the same directories, so it is
+    fetched once and swept with the history like media made here.
+    """
 
     def object_files(event_id: str, directory: Path, suffix: str) -> tuple[Path | None, str]:
         """The file of ``event_id``'s object, or None and why (on a worker thread)."""
@@ -129,9 +147,15 @@ def install_media_api(app: FastAPI, history: ObjectQueries, snapshots_dir: Path,
         start_id = history.object_of(event_id)
         if start_id is None:
             return None, f"event {event_id[:100]!r} belongs to no object in the history"
-        path = media_path(directory, str(event["stream"]), start_id, suffix)
+        stream = str(event["stream"])
+        path = media_path(directory, stream, start_id, suffix)
         if path is None:
             return None, f"event {event_id[:100]!r}: its stream or object has no media name"
+        if fetch is not None and not path.exists():
+            for wanted in (suffix, ".json") if suffix == ".jpg" else (suffix,):
+                data = fetch(stream, start_id, wanted)
+                if data is not None:
+                    _kept(path.with_suffix(wanted), data)
         return path, f"event {event_id[:100]!r} has no {'snapshot' if suffix == '.jpg' else 'clip'} yet"
 
     def snapshot(event_id: str, boxes: bool, crop: bool, height: int | None) -> bytes | str:

@@ -226,6 +226,7 @@ def _failures(base: str, cluster: LocalCluster, listener: Listener, report: dict
         ray.shutdown()
     report["ended"] = [(m["stream"], m["state"]) for m in listener.statuses() if m["state"] in ("ended", "failed")]
     _growing(base, cluster, listener, report)
+    report["media"] = _media(base)
     report["last_cluster"] = httpx.get(f"{base}/cluster", timeout=10).json()
 
 
@@ -252,6 +253,24 @@ def _growing(base: str, cluster: LocalCluster, listener: Listener, report: dict[
     report["rebalance_resumed_s"] = wait_for(
         lambda: {m["stream"] for at, m in listener.detections(rebalanced_at + 1) if at >= time.monotonic() - 3}
         >= set(every), 60, 0.5)
+
+
+def _media(base: str) -> dict[str, Any]:
+    """A tracked object's snapshot and clip, made on its camera's node, through the started process."""
+    found: dict[str, Any] = {"snapshot": None, "clip": None}
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and not (found["snapshot"] and found["clip"]):
+        events = httpx.get(f"{base}/events", params={"stream": "cam1", "kind": "object.end"}, timeout=10).json()
+        for event in events["events"]:
+            snapshot = httpx.get(f"{base}/events/{event['id']}/snapshot.jpg", params={"boxes": "1"}, timeout=30)
+            clip = httpx.get(f"{base}/events/{event['id']}/clip.mp4", timeout=30)
+            if snapshot.status_code == 200 and clip.status_code == 200:
+                found["snapshot"] = snapshot.content[:3] == b"\xff\xd8\xff"
+                found["clip"] = clip.content[4:8] == b"ftyp" and len(clip.content) > 1000
+                found["event"] = event["id"]
+                break
+        time.sleep(1)
+    return found
 
 
 def _all_since(listener: Listener, since: float, gap_s: float) -> bool:

@@ -76,6 +76,12 @@ def test_tracked_cameras_events_reach_the_history(report: dict[str, Any]) -> Non
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)
+def test_an_objects_snapshot_and_clip_come_from_its_node(report: dict[str, Any]) -> None:
+    assert report["media"]["snapshot"] and report["media"]["clip"], report["media"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(480)
 def test_a_killed_worker_node_moves_its_cameras(report: dict[str, Any]) -> None:
     assert report["killed_processes"] >= 2
     assert report["node_kill_resumed_s"] is not None and report["node_kill_resumed_s"] <= 30, report
