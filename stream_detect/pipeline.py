@@ -42,7 +42,7 @@ from .errors import ConfigError, ModelError, StreamExistsError, UnknownStreamErr
 from .frame_queue import DropPolicy, FrameQueue
 from .motion import MotionGate, motion_enabled
 from .overlay import Overlay, frame_time
-from .ports import Ports, StreamSnapshot
+from .ports import HlsPlaylist, Ports, StreamSnapshot
 from .record.recorder import Recorder, RecorderSettings
 from .record.segments import Retention
 from .records import Detections, Frame
@@ -104,6 +104,12 @@ class StreamRuntime:
     def model(self) -> str:
         """The name of the model that serves this stream."""
         return Config.model_of(self.config)
+
+    def hls(self) -> HlsPlaylist | None:
+        """Its HLS segmenter; None when it is removed or has no ``restream: {hls: true}``."""
+        if self.removed or self.encoder is None:
+            return None
+        return next((output for output in self.encoder.outputs if output.name == "hls"), None)  # type: ignore[return-value]
 
     def snapshot(self) -> StreamSnapshot:
         """The stream as it is now, frozen (what the server sees of it)."""

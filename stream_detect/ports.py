@@ -356,9 +356,7 @@ class _PipelineStreams:
 
     def hls(self, stream_id: str) -> HlsPlaylist | None:
         stream = self._pipeline.streams.get(stream_id)
-        if stream is None or stream.removed or stream.encoder is None:
-            return None
-        return next((output for output in stream.encoder.outputs if output.name == "hls"), None)  # type: ignore[return-value]
+        return None if stream is None else stream.hls()
 
 
 class _PipelineStreamChanges:

@@ -230,6 +230,19 @@ class NodeAgent:
                                         fps=stream.processed_rate.rate())
         return frame.index, encode_jpeg(image, quality)
 
+    def hls_playlist(self, stream_id: str, query: str = "") -> str | None:
+        """The stream's HLS playlist as its segmenter here writes it; None before its first segment, or when
+        it has no ``restream: {hls: true}`` (the started process tells these apart by its configuration)."""
+        stream = self.pipeline.streams.get(stream_id)
+        hls = None if stream is None else stream.hls()
+        return None if hls is None else hls.playlist(query)
+
+    def hls_segment(self, stream_id: str, sequence: int) -> bytes | None:
+        """One segment its playlist lists; None once it has left the playlist's window."""
+        stream = self.pipeline.streams.get(stream_id)
+        hls = None if stream is None else stream.hls()
+        return None if hls is None else hls.segment(sequence)
+
     def media(self, stream_id: str, start_id: str, suffix: str) -> bytes | None:
         """A tracked object's file made here: ``.jpg`` (its snapshot), ``.json`` (the snapshot's sidecar)
         or ``.mp4`` (its clip); None when this node has none."""

@@ -337,14 +337,7 @@ class ClusterHead:
 
     def preview_jpeg(self, stream_id: str, quality: int, raw: bool) -> tuple[int, bytes] | None:
         """The stream's newest frame as JPEG, from the node that holds it (only while someone watches)."""
-        agent = self._agents.get(self._where.get(stream_id, ""))
-        if agent is None:
-            return None
-        try:
-            found: tuple[int, bytes] | None = self.engine.call(agent.actor, "preview", stream_id, quality, raw,
-                                                               timeout_s=5.0)
-        except self._lost_error:
-            return None
+        found: tuple[int, bytes] | None = self._ask_node(stream_id, "preview", quality, raw)
         return found
 
     def fetch_media(self, stream_id: str, start_id: str, suffix: str) -> bytes | None:
@@ -365,7 +358,23 @@ class ClusterHead:
         return None
 
     def hls(self, stream_id: str) -> HlsPlaylist | None:
-        return None  # HLS is served by one process; on a cluster, push RTSP from the nodes (docs/scaling.md)
+        """The stream's HLS, segmented on its node and fetched from there (segments are small: 1-2 s of
+        H.264); None when it has no ``restream: {hls: true}``."""
+        source = self._sources.get(stream_id)
+        if source is None or source.restream is None or not source.restream.hls:
+            return None
+        return _NodeHls(self, stream_id)
+
+    def _ask_node(self, stream_id: str, method: str, *args: Any, timeout_s: float = 5.0) -> Any:
+        """``method(*args)`` on the agent of the node that holds the stream; None when none holds it now
+        or it does not answer."""
+        agent = self._agents.get(self._where.get(stream_id, ""))
+        if agent is None:
+            return None
+        try:
+            return self.engine.call(agent.actor, method, stream_id, *args, timeout_s=timeout_s)
+        except self._lost_error:
+            return None
 
     def add_frame_tap(self, tap: FrameTap) -> None:
         """Frames stay on their nodes: the preview asks for JPEGs instead (:meth:`preview_jpeg`)."""
@@ -526,3 +535,20 @@ def _short(node: str) -> str:
     return node[:8]
 
 
+
+
+class _NodeHls:
+    """One stream's HLS as the node that holds it serves it: each request asks that node, so a camera that
+    moved is served by its new node (its playlist starts again, as after a reconnect)."""
+
+    def __init__(self, head: ClusterHead, stream_id: str) -> None:
+        self._head = head
+        self._stream_id = stream_id
+
+    def playlist(self, query: str = "") -> str | None:
+        text: str | None = self._head._ask_node(self._stream_id, "hls_playlist", query)
+        return text
+
+    def segment(self, sequence: int) -> bytes | None:
+        data: bytes | None = self._head._ask_node(self._stream_id, "hls_segment", sequence)
+        return data

@@ -113,14 +113,15 @@ def main(directory: Path) -> dict[str, Any]:
         report["cluster_start_s"] = round(time.monotonic() - started, 1)
         config = {
             "model": {"id": "example/fake-detector", "threshold": THRESHOLD},
-            "cluster": {"address": cluster.address, "replicas": 1, "poll_s": 0.25, "batch_wait_ms": 20},
+            "cluster": {"address": cluster.address, "replicas": 1, "poll_s": 0.25, "batch_wait_ms": 50},
             "data_dir": str(directory / "data"),
             "server": {"host": "127.0.0.1", "port": 0},
             "sources": [
                 {"id": camera, "kind": "lavfi", "graph": GRAPH, "motion": {"enabled": False},
                  **({"tracking": True, "tracker": {"activation_threshold": 0.3, "high_confidence_threshold": 0.4},
                      "zones": [{"name": "yard", "polygon": [[0, 0], [1, 0], [1, 1], [0, 1]]}]}
-                    if camera == "cam1" else {})}
+                    if camera == "cam1" else {}),
+                 **({"restream": {"hls": True}} if camera == "cam2" else {})}
                 for camera in CAMERAS
             ],
         }
@@ -189,6 +190,26 @@ def _first_phase(base: str, report: dict[str, Any]) -> dict[str, Any]:
     found["states"] = {stream["id"]: stream["state"] for stream in streams}
     found["cluster"] = httpx.get(f"{base}/cluster", timeout=10).json()
     found["events"] = httpx.get(f"{base}/events", params={"stream": "cam1"}, timeout=10).json()
+    preview = httpx.get(f"{base}/streams/cam3/snapshot.jpg", timeout=30)
+    found["preview"] = preview.status_code == 200 and preview.content[:3] == b"\xff\xd8\xff"
+    found["hls"] = _hls(base)
+    return found
+
+
+def _hls(base: str) -> dict[str, Any]:
+    """cam2's HLS, segmented on its node, through the started process; cam3 has none."""
+    found: dict[str, Any] = {"playlist": None, "segment": False}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and found["playlist"] != 200:
+        found["playlist"] = httpx.get(f"{base}/streams/cam2/hls/index.m3u8", timeout=10).status_code
+        time.sleep(0.5)
+    if found["playlist"] == 200:
+        text = httpx.get(f"{base}/streams/cam2/hls/index.m3u8", timeout=10).text
+        names = [line for line in text.splitlines() if line and not line.startswith("#")]
+        if names:
+            segment = httpx.get(f"{base}/streams/cam2/hls/{names[-1].split('?')[0]}", timeout=10)
+            found["segment"] = segment.status_code == 200 and segment.content[:1] == b"\x47"  # MPEG-TS sync
+    found["absent"] = httpx.get(f"{base}/streams/cam3/hls/index.m3u8", timeout=10).status_code
     return found
 
 

@@ -82,6 +82,14 @@ def test_an_objects_snapshot_and_clip_come_from_its_node(report: dict[str, Any])
 
 @pytest.mark.slow
 @pytest.mark.timeout(480)
+def test_the_preview_and_hls_come_from_the_cameras_node(report: dict[str, Any]) -> None:
+    first = report["first"]
+    assert first["preview"] is True
+    assert first["hls"] == {"playlist": 200, "segment": True, "absent": 404}, first["hls"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(480)
 def test_a_killed_worker_node_moves_its_cameras(report: dict[str, Any]) -> None:
     assert report["killed_processes"] >= 2
     assert report["node_kill_resumed_s"] is not None and report["node_kill_resumed_s"] <= 30, report
