@@ -1,9 +1,9 @@
 """The one module that imports Ray: detector deployments (Ray Serve) and one agent actor per node.
 
 - Each model is a Serve application, ``stream-detect-<model name>``, of
-  :class:`DetectorReplica`: by default one replica per node (a GPU or
-  ``replica_cpus`` CPUs each), ``@serve.batch`` gathering the frames of every
-  camera that reach it at once. The forward pass runs blocking inside the
+  :class:`DetectorReplica`: by default one replica per GPU when replicas hold
+  GPUs (``replica_gpus``), else one per node (``replica_cpus`` CPUs each),
+  ``@serve.batch`` gathering the frames of every camera that reach it at once. The forward pass runs blocking inside the
   batch method (a non-blocking call there halved throughput: FIELD NOTES of
   the project), and ``max_ongoing_requests`` is twice the batch, since it
   caps what a batch can take.
@@ -87,22 +87,32 @@ class DetectorReplica:
         return [(found.filter(threshold), meta) for found, threshold in zip(results, thresholds, strict=True)]
 
 
+def replica_slots(nodes: list[NodeInfo], replica_gpus: float) -> int:
+    """How many replicas the alive ``nodes`` hold when ``replicas`` is not set: one per GPU (``replica_gpus``
+    of one) where replicas hold GPUs, else one per node (a CPU replica's forward pass uses all the node's
+    cores: two on one node only share them)."""
+    if replica_gpus > 0:
+        return sum(int(node.resources.get("GPU", 0.0) // replica_gpus) for node in nodes)
+    return len(nodes)
+
+
 def detector_app(args: Mapping[str, Any], load: Callable[[ModelConfig], Detector] | None = None,
-                 nodes: int = 1) -> serve.Application:
+                 slots: int = 1) -> serve.Application:
     """The Serve application of one model (a Serve application builder: ``args`` as in a RayService's
     ``serveConfigV2``): ``model`` (its configuration), ``max_batch_size``, ``batch_wait_ms``,
-    ``replicas`` (None: one per node), ``replica_cpus``, ``replica_gpus``."""
+    ``replicas`` (None: ``slots``, from :func:`replica_slots`), ``replica_cpus``, ``replica_gpus``."""
     max_batch = int(args.get("max_batch_size", 8))
     replicas = args.get("replicas")
+    gpus = float(args.get("replica_gpus", 0.0))
     options: dict[str, Any] = {
         "name": "detector",
-        "num_replicas": int(replicas) if replicas else max(1, nodes),
+        "num_replicas": int(replicas) if replicas else max(1, slots),
         "max_ongoing_requests": 2 * max_batch,
         "ray_actor_options": {"num_cpus": float(args.get("replica_cpus", 1.0)),
-                              "num_gpus": float(args.get("replica_gpus", 0.0))},
+                              "num_gpus": gpus},
     }
-    if not replicas:
-        options["max_replicas_per_node"] = 1
+    if not replicas and gpus == 0:
+        options["max_replicas_per_node"] = 1  # one per node; GPU replicas are placed by the GPUs they hold
     deployment = serve.deployment(**options)(DetectorReplica)
     return deployment.bind(dict(args["model"]), max_batch, float(args.get("batch_wait_ms", 10.0)), load)
 
@@ -143,7 +153,7 @@ class RayEngine:
         self._config = config
         self._load = load
         self._handles: dict[str, Any] = {}
-        self._replica_nodes = 0
+        self._slots = 0
 
     def connect(self) -> None:
         try:
@@ -155,34 +165,34 @@ class RayEngine:
 
     def deploy(self) -> None:
         """Every model's application (or, with ``deploy: false``, finds them), and their handles."""
-        nodes = len(self.alive_nodes())
+        slots = replica_slots(self.alive_nodes(), self.settings.replica_gpus)
         for name, model in self._config.named_models().items():
             if self.settings.deploy:
-                self._handles[name] = serve.run(self._app(model, nodes), name=app_name(name), route_prefix=None)
+                self._handles[name] = serve.run(self._app(model, slots), name=app_name(name), route_prefix=None)
             else:
                 try:
                     self._handles[name] = serve.get_app_handle(app_name(name))
                 except RayError as error:
                     raise ConfigError(f"cluster: no Serve application {app_name(name)!r} for model {name!r} "
                                       f"(deploy: false): {error}") from None
-        self._replica_nodes = nodes
+        self._slots = slots
 
-    def _app(self, model: ModelConfig, nodes: int) -> serve.Application:
+    def _app(self, model: ModelConfig, slots: int) -> serve.Application:
         settings = self.settings
         args = {"model": model.model_dump(mode="json", exclude_unset=True), "max_batch_size": settings.max_batch_size,
                 "batch_wait_ms": settings.batch_wait_ms, "replicas": settings.replicas,
                 "replica_cpus": settings.replica_cpus, "replica_gpus": settings.replica_gpus}
-        return detector_app(args, self._load, nodes)
+        return detector_app(args, self._load, slots)
 
     def follow_nodes(self) -> None:
-        """One replica per alive node (when ``replicas`` is not set): scaled as nodes join and leave."""
+        """One replica per GPU, or per node (when ``replicas`` is not set): scaled as nodes join and leave."""
         if not self.settings.deploy or self.settings.replicas:
             return
-        nodes = len(self.alive_nodes())
-        if nodes and nodes != self._replica_nodes:
+        slots = replica_slots(self.alive_nodes(), self.settings.replica_gpus)
+        if slots and slots != self._slots:
             for name, model in self._config.named_models().items():
-                serve.run(self._app(model, nodes), name=app_name(name), route_prefix=None, blocking=False)
-            self._replica_nodes = nodes
+                serve.run(self._app(model, slots), name=app_name(name), route_prefix=None, blocking=False)
+            self._slots = slots
 
     def handle(self, model: str) -> Any:
         return self._handles[model]

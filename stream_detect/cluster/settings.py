@@ -21,8 +21,8 @@ class ClusterConfig(BaseModel):
     namespace: str = Field("stream-detect", pattern=r"^[A-Za-z0-9_.-]{1,64}$",
                            description="Ray namespace of the actors and Serve applications.")
     replicas: int | None = Field(None, ge=1, le=1024,
-                                 description="Detector replicas per model (default: one per node, up to "
-                                             "the node's GPUs or CPUs allowing).")
+                                 description="Detector replicas per model (default: one per GPU when "
+                                             "replica_gpus is set, else one per node).")
     replica_cpus: float = Field(1.0, ge=0, le=256, description="CPUs one detector replica holds.")
     replica_gpus: float = Field(0.0, ge=0, le=16, description="GPUs one detector replica holds (1: a replica per GPU).")
     max_batch_size: int = Field(8, ge=1, le=256, description="Frames one replica's batch takes at most "

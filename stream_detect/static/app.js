@@ -835,6 +835,11 @@
     tile.node.querySelector(".latency").textContent =
       `${q(s.latency_ms.p50, 0)} / ${q(s.latency_ms.p99, 0)} ms`;
     tile.node.querySelector(".drops").textContent = `${s.frames_dropped}`;
+    // On a cluster: the node that runs the camera (its id is long; the tooltip has all of it).
+    const node = tile.node.querySelector(".node");
+    tile.node.querySelector(".node-stat").hidden = !s.node;
+    node.textContent = s.node ? s.node.slice(0, 8) : "–";
+    node.title = s.node || "";
   }
 
   let polling = false;
