@@ -11,7 +11,10 @@ when it is compiled (OpenVINO keeps its compiled blobs, per precision, in
 the entry's ``compiled/`` directory).
 
 - Two processes starting at once: the second waits on the entry's lock
-  (``flock``) while the first converts, then reads what it wrote.
+  (``flock``) while the first converts, then reads what it wrote. Files a
+  runtime writes beside an entry as it uses it (OpenVINO's compiled blobs,
+  written in place, not renamed) are written under :meth:`ConversionCache.using`,
+  a second lock, so that no process reads a blob another is still writing.
 - An entry is built in a staging directory and published by one rename, so
   a crash mid-conversion leaves no half entry behind.
 - An entry whose files do not match its manifest, or that its backend
@@ -130,6 +133,15 @@ class ConversionCache:
                 _discard(entry)  # no manifest: not an entry this code published
             _build(entry, key, build)
             return load(entry)
+
+
+    @contextlib.contextmanager
+    def using(self, key: CacheKey) -> Iterator[Path]:
+        """The entry for ``key``, with other processes kept out of it for the block: for a runtime
+        that writes its own files into the entry (compiled blobs) as it loads the model."""
+        entry = self.entry(key)
+        with _locked(self.root / f"{entry.name}.use.lock"):
+            yield entry
 
 
 def _build(entry: Path, key: CacheKey, build: Callable[[Path], None]) -> None:

@@ -46,16 +46,15 @@ class OpenVinoBackend:
         try:
             if options.cache is not None and options.model_key is not None:
                 key = CacheKey(options.model_key, "openvino", options.input_size)
-                converted, entry = options.cache.load_or_build(
+                converted = options.cache.load_or_build(
                     key, lambda directory: _save(_convert(model, options), directory),
-                    lambda directory: (core.read_model(str(directory / _XML)), directory),
+                    lambda directory: core.read_model(str(directory / _XML)),
                 )
-                core.set_property({"CACHE_DIR": str(entry / "compiled")})
+                with options.cache.using(key) as entry:  # the plugin writes its blob in place
+                    core.set_property({"CACHE_DIR": str(entry / "compiled")})
+                    self._compiled: Any = core.compile_model(converted, "CPU", _config(hint))
             else:
-                converted = _convert(model, options)
-            self._compiled: Any = core.compile_model(
-                converted, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
-            )
+                self._compiled = core.compile_model(_convert(model, options), "CPU", _config(hint))
         except ModelError:
             raise
         except Exception as error:  # the converter and the plugin raise many kinds
@@ -80,6 +79,10 @@ class OpenVinoBackend:
 
 
 _XML = "model.xml"
+
+
+def _config(hint: str) -> dict[str, str]:
+    return {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
 
 
 def _convert(model: Any, options: BackendOptions) -> Any:
