@@ -132,7 +132,10 @@ def test_ping_flooding_non_readers_are_aborted_and_free_their_slots_and_memory(t
     assert len(reports) == waves and all(t is not None and t <= 15 for t in dropped_after), dropped_after
     assert evicted == 5 * waves
     assert rss_after - rss_before <= 20 * 2**20
-    assert len(during) >= 20 and p99(during) <= max(0.05, 3 * p99(before))
+    # A server that waited on a flooder would hold the fast client back until the flooder's eviction
+    # (seconds); the 1 s floor tells that apart from a shared machine's scheduling noise (564 ms seen
+    # once in a full test run, under 50 ms alone).
+    assert len(during) >= 20 and p99(during) <= max(1.0, 3 * p99(before))
 
 
 @pytest.mark.slow
