@@ -671,7 +671,10 @@
     viewer.close();
   }
 
-  viewer.addEventListener("close", releaseMedia);  // Escape closes the dialog without closeViewer
+  // Escape closes the dialog without closeViewer: its cancel event comes at once (when the browser
+  // fires it), its close event a task later.
+  viewer.addEventListener("cancel", releaseMedia);
+  viewer.addEventListener("close", releaseMedia);
   viewer.addEventListener("click", (event) => {
     if (event.target === viewer) closeViewer();  // a click on the backdrop, outside the content
   });

@@ -247,7 +247,8 @@ def test_ended_objects_show_their_snapshot_and_open_it_full_size(demo: tuple[str
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "dashboard-snapshot.png"))
             page.keyboard.press("Escape")
-            closed = page.evaluate(READ_VIEWER)
+            closed = wait_for_viewer(page, lambda shown: not shown["open"] and shown["image_src"] is None,
+                                     "Escape closing the viewer and letting the image go", timeout_s=5.0)
         finally:
             browser.close()
     for row in ended_rows:
