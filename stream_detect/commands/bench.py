@@ -33,9 +33,9 @@ from ..bench.report import build_report, format_table
 from ..bench.stages import measure_stages
 from ..bench.timing import timed
 from ..config import ModelConfig
-from ..detect.backends import KINDS, BackendOptions, build_backend
+from ..detect.backends import KINDS, BackendOptions
 from ..detect.device import resolve_device
-from ..detect.hf import HFDetector, resize_to
+from ..detect.hf import HFDetector, choose_backend, resize_to
 from ..detect.preprocess import TorchPreprocessor, processor_size
 from ..errors import ConfigError, ModelError
 
@@ -153,7 +153,8 @@ def _run(options: BenchOptions, directory: Path) -> dict[str, Any]:
                 log.info("bench: forward %s %.1f ms", result.backend, result.ms)
                 forward.append(result)
     chosen = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile)
-    backend, setup_s = timed(lambda: build_backend(model, device, chosen))
+    # As a model loads (HFDetector.load): precision auto takes bf16 where it is native and agrees.
+    backend, setup_s = timed(lambda: choose_backend(model, processor, device, chosen))
     detector = HFDetector(model, processor, device, config.served_id(), backend)
     try:
         used = next((r for r in forward if r.backend == backend.name), None)
@@ -204,7 +205,8 @@ def _kind_of(backend_name: str) -> str:
 
 def _options_of(backend: Any, chosen: BackendOptions) -> BackendOptions:
     kind = _kind_of(backend.name)
-    return BackendOptions(kind, chosen.precision, channels_last=bool(getattr(backend, "channels_last", True)),
+    precision = next((p for p in ("bf16", "fp16", "fp32") if p in backend.name.split()), chosen.precision)
+    return BackendOptions(kind, precision, channels_last=bool(getattr(backend, "channels_last", True)),
                           compile=chosen.compile)
 
 

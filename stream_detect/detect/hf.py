@@ -92,6 +92,15 @@ def model_fingerprint(source: str, model: Any) -> str | None:
 _WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin")
 
 
+def choose_backend(model: Any, processor: Any, device: Device, options: BackendOptions) -> Backend:
+    """The backend ``options`` asks for, as a model loads: precision ``auto`` is bf16 where the CPU
+    computes it natively and its detections agree with fp32's (:func:`_prefer_bf16`), else fp32."""
+    backend = build_backend(model, device, options)
+    if options.precision == "auto":
+        backend = _prefer_bf16(model, processor, device, options, backend)
+    return backend
+
+
 def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOptions, backend: Backend) -> Backend:
     """Precision ``auto`` on a CPU that computes bf16 natively: the bf16 twin of ``backend`` when its
     detections agree with fp32's on the probe image (:mod:`~stream_detect.detect.bf16_probe`), else ``backend``."""
@@ -197,9 +206,7 @@ class HFDetector:
         options = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile,
                                  input_size=fixed_input_size(processor), model_key=model_fingerprint(source, model),
                                  cache=ConversionCache())
-        backend = build_backend(model, device, options)
-        if config.precision == "auto":
-            backend = _prefer_bf16(model, processor, device, options, backend)
+        backend = choose_backend(model, processor, device, options)
         log.info("loaded %s on %s (%s)", source, device.torch_device, backend.name)
         return cls(model, processor, device, config.served_id(), backend)
 
