@@ -34,9 +34,14 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", choices=["auto", "torch", "onnx", "openvino"],
                        help="inference backend (default: auto: the fastest installed for the device, "
                             "OpenVINO on x86-64 CPUs)")
-    group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"],
+    group.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16", "int8"],
                        help="compute precision (default: auto: fp16 on CUDA; bf16 on CPUs with AMX or "
-                            "AVX512-BF16 when it agrees with fp32 on a probe image; else fp32)")
+                            "AVX512-BF16 when it agrees with fp32 on a probe image; else fp32). int8: OpenVINO "
+                            "quantized with NNCF (pip install 'stream-detect[int8]'), kept when it finds what "
+                            "fp32 finds")
+    group.add_argument("--calibration", metavar="DIR",
+                       help="precision int8: images from your cameras to calibrate on "
+                            "(default: frames of the synthetic camera)")
     group.add_argument("--compile", action="store_const", const=True, help="torch backend: torch.compile the model")
     group.add_argument("--shortest-edge", type=int, help="resize frames' shorter side to this (default: the model's)")
     group.add_argument("--longest-edge", type=int, help="... and their longer side to at most this")
@@ -150,7 +155,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         ("model", "id"), ("revision", "revision"), ("device", "device"),
         ("threshold", "threshold"), ("max_batch_size", "max_batch_size"), ("backend", "backend"),
         ("precision", "precision"), ("compile", "compile"), ("shortest_edge", "shortest_edge"),
-        ("longest_edge", "longest_edge"),
+        ("longest_edge", "longest_edge"), ("calibration", "calibration"),
     ):
         value = getattr(args, option, None)
         if value is not None:

@@ -277,9 +277,15 @@ class ModelConfig(_Strict):
         "auto", description="Inference backend; auto picks the fastest installed one for the device "
                             "(OpenVINO on x86-64 CPUs, torch on GPUs)."
     )
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+    precision: Literal["auto", "fp32", "bf16", "fp16", "int8"] = Field(
         "auto", description="Compute precision: auto is fp16 on CUDA; on CPUs bf16 where they compute it "
-                            "natively (AMX, AVX512-BF16) and it agrees with fp32 on a probe image, else fp32."
+                            "natively (AMX, AVX512-BF16) and it agrees with fp32 on a probe image, else fp32. "
+                            "int8 (OpenVINO, needs the [int8] extra) only when asked for, and only when it finds "
+                            "what fp32 finds."
+    )
+    calibration: str | None = Field(
+        None, description="precision int8: a directory of images from your cameras to calibrate on "
+                          "(default: frames of the synthetic camera)."
     )
     compile: bool = Field(False, description="torch backend: torch.compile the model (slow first frame per shape).")
     shortest_edge: int | None = Field(None, ge=16, le=8192, description="Resize images' shorter side to this.")
@@ -303,6 +309,12 @@ class ModelConfig(_Strict):
         if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
             raise ValueError("device must be one of auto, cpu, mps, cuda, cuda:N")
         return value
+
+    @model_validator(mode="after")
+    def _calibration_for_int8(self) -> ModelConfig:
+        if self.calibration is not None and self.precision != "int8":
+            raise ValueError("calibration applies to precision int8 only")
+        return self
 
 
 class ServerConfig(_Strict):

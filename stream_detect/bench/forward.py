@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..detect.backends import Backend, BackendOptions, available_kinds, build_backend
+from ..detect.backends.quantize import Calibration
 from ..detect.device import Device
 from ..detect.preprocess import TorchPreprocessor
 from ..errors import ModelError
@@ -34,8 +35,9 @@ class ForwardResult:
         return 1000 / self.ms
 
 
-def variants(device: Device, kinds: Sequence[str], include_compile: bool) -> list[BackendOptions]:
-    """The backend configurations worth a line on ``device``, among ``kinds``."""
+def variants(device: Device, kinds: Sequence[str], include_compile: bool,
+             calibration: Calibration | None = None) -> list[BackendOptions]:
+    """The backend configurations worth a line on ``device``, among ``kinds`` (int8 with ``calibration``)."""
     found = available_kinds(device)
     chosen: list[BackendOptions] = []
     if "torch" in kinds:
@@ -52,6 +54,8 @@ def variants(device: Device, kinds: Sequence[str], include_compile: bool) -> lis
         chosen.append(BackendOptions("openvino", "fp32"))
         if device.supports("bf16"):
             chosen.append(BackendOptions("openvino", "bf16"))
+        if calibration is not None and device.type == "cpu":
+            chosen.append(BackendOptions("openvino", "int8", calibration=calibration))
     return chosen
 
 

@@ -13,6 +13,7 @@ Run lengths are bounded by options so a run fits in minutes.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import platform
 import sys
@@ -34,8 +35,10 @@ from ..bench.stages import measure_stages
 from ..bench.timing import timed
 from ..config import ModelConfig
 from ..detect.backends import KINDS, BackendOptions
+from ..detect.backends.cache import ConversionCache
 from ..detect.device import resolve_device
-from ..detect.hf import HFDetector, choose_backend, resize_to
+from ..detect.hf import HFDetector, backend_options, choose_backend, resize_to
+from ..detect.int8 import calibration as int8_calibration
 from ..detect.preprocess import TorchPreprocessor, processor_size
 from ..errors import ConfigError, ModelError
 
@@ -147,14 +150,19 @@ def _run(options: BenchOptions, directory: Path) -> dict[str, Any]:
     log.info("bench: %s", setup)
     forward: list[ForwardResult] = []
     if "forward" in options.parts:
-        for variant in variants(device, options.kinds, options.include_compile):
+        calibration = None
+        if importlib.util.find_spec("nncf") is not None:  # int8, calibrated on the synthetic camera as by default
+            nchw = TorchPreprocessor.from_processor(processor, device)  # what OpenVINO takes
+            calibration = int8_calibration(None, nchw or preprocessor)
+        for variant in variants(device, options.kinds, options.include_compile, calibration):
             result = measure_forward(model, preprocessor, device, variant, image, options.runs)
             if result is not None:
                 log.info("bench: forward %s %.1f ms", result.backend, result.ms)
                 forward.append(result)
-    chosen = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile)
-    # As a model loads (HFDetector.load): precision auto takes bf16 where it is native and agrees.
-    backend, setup_s = timed(lambda: choose_backend(model, processor, device, chosen))
+    # As a model loads (HFDetector.load): precision auto takes bf16 where it is native and agrees, int8 is
+    # calibrated and checked; conversions are cached in the bench's own directory.
+    chosen = backend_options(config, processor, device, model, source, ConversionCache(directory / "converted"))
+    backend, setup_s = timed(lambda: choose_backend(model, processor, device, chosen, config.threshold))
     detector = HFDetector(model, processor, device, config.served_id(), backend)
     try:
         used = next((r for r in forward if r.backend == backend.name), None)
@@ -205,7 +213,7 @@ def _kind_of(backend_name: str) -> str:
 
 def _options_of(backend: Any, chosen: BackendOptions) -> BackendOptions:
     kind = _kind_of(backend.name)
-    precision = next((p for p in ("bf16", "fp16", "fp32") if p in backend.name.split()), chosen.precision)
+    precision = next((p for p in ("bf16", "fp16", "fp32", "int8") if p in backend.name.split()), chosen.precision)
     return BackendOptions(kind, precision, channels_last=bool(getattr(backend, "channels_last", True)),
                           compile=chosen.compile)
 

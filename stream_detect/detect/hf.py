@@ -29,6 +29,9 @@ from .backends import Backend, BackendOptions, DeferredModel, RawOutputs, build_
 from .backends.cache import ConversionCache
 from .bf16_probe import bf16_agrees
 from .device import Device, resolve_device
+from .int8 import SCORE_BAND as INT8_SCORE_BAND
+from .int8 import calibration as int8_calibration
+from .int8 import int8_agrees
 from .preprocess import ModelInputs, TorchPreprocessor, fixed_input_size, processor_size, resized_size
 
 log = logging.getLogger(__name__)
@@ -92,13 +95,38 @@ def model_fingerprint(source: str, model: Any) -> str | None:
 _WEIGHT_SUFFIXES = (".json", ".safetensors", ".bin")
 
 
-def choose_backend(model: Any, processor: Any, device: Device, options: BackendOptions) -> Backend:
+def backend_options(config: ModelConfig, processor: Any, device: Device, model: Any, source: str,
+                    cache: ConversionCache | None = None) -> BackendOptions:
+    """The backend options of ``config`` for a loaded ``processor`` and ``model`` (read from ``source``):
+    its fingerprint for the conversion cache, and for precision int8 the calibration frames, preprocessed
+    as the detector will (a bad calibration directory is an error here, before anything converts)."""
+    calibration = None
+    if config.precision == "int8":
+        preprocessor = TorchPreprocessor.from_processor(processor, device)
+        calibration = int8_calibration(config.calibration,
+                                       lambda images: model_inputs(processor, preprocessor, device, images))
+    return BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile,
+                          input_size=fixed_input_size(processor), model_key=model_fingerprint(source, model),
+                          cache=cache if cache is not None else ConversionCache(), calibration=calibration)
+
+
+def choose_backend(model: Any, processor: Any, device: Device, options: BackendOptions,
+                   threshold: float = 0.5) -> Backend:
     """The backend ``options`` asks for, as a model loads: precision ``auto`` is bf16 where the CPU
-    computes it natively and its detections agree with fp32's (:func:`_prefer_bf16`), else fp32."""
+    computes it natively and its detections agree with fp32's (:func:`_prefer_bf16`), else fp32; precision
+    ``int8`` is kept only when it finds what fp32 finds at ``threshold`` (:func:`_checked_int8`)."""
     backend = build_backend(model, device, options)
     if options.precision == "auto":
         backend = _prefer_bf16(model, processor, device, options, backend)
+    elif options.precision == "int8":
+        backend = _checked_int8(model, processor, device, options, backend, threshold)
     return backend
+
+
+def _detect_with(model: Any, processor: Any, device: Device, backend: Backend,
+                 threshold: float) -> Callable[[np.ndarray], Detections]:
+    detector = HFDetector(model, processor, device, "probe", backend)
+    return lambda image: detector.detect([image], threshold)[0]
 
 
 def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOptions, backend: Backend) -> Backend:
@@ -112,11 +140,8 @@ def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOpt
         log.warning("bf16 could not be set up (%s): running in fp32", error)
         return backend
 
-    def detect_with(chosen: Backend) -> Callable[[np.ndarray], Detections]:
-        detector = HFDetector(model, processor, device, "probe", chosen)
-        return lambda image: detector.detect([image], 0.0)[0]
-
-    result = bf16_agrees(detect_with(backend), detect_with(candidate))
+    result = bf16_agrees(_detect_with(model, processor, device, backend, 0.0),
+                         _detect_with(model, processor, device, candidate, 0.0))
     if result.agrees:
         log.info("bf16 agrees with fp32 on the probe image (%s): running in bf16", result.describe())
         backend.close()
@@ -124,6 +149,39 @@ def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOpt
     log.warning("bf16 detections differ from fp32's on the probe image (%s): running in fp32", result.describe())
     candidate.close()
     return backend
+
+
+def _checked_int8(model: Any, processor: Any, device: Device, options: BackendOptions, backend: Backend,
+                  threshold: float) -> Backend:
+    """``backend`` (int8) when it finds the objects fp32 finds on the probe image and a few calibration
+    frames (:func:`~stream_detect.detect.int8.int8_agrees`), else its fp32 twin, with one warning line."""
+    reference = build_backend(model, device, replace(options, kind=backend.kind, precision="fp32"))
+    low = max(0.0, threshold - INT8_SCORE_BAND)
+    frames = options.calibration.images if options.calibration is not None else ()
+    result = int8_agrees(_detect_with(model, processor, device, reference, low),
+                         _detect_with(model, processor, device, backend, low), threshold, frames)
+    if result.agrees:
+        log.info("int8 finds what fp32 finds (%s): running in int8", result.describe())
+        reference.close()
+        return backend
+    log.warning("int8 detections differ from fp32's (%s): running in fp32", result.describe())
+    backend.close()
+    return reference
+
+
+def model_inputs(processor: Any, preprocessor: TorchPreprocessor | None, device: Device,
+                 images: Sequence[np.ndarray]) -> ModelInputs:
+    """The model's inputs for ``(H, W, 3) uint8`` RGB images, on ``device``: ``preprocessor`` when the
+    checkpoint's processor is one it reproduces, else the processor itself."""
+    if preprocessor is not None:
+        return preprocessor(images)
+    # Stated, not guessed: processors take a side of 1 or 3 pixels for the channels.
+    inputs = processor(images=list(images), return_tensors="pt", input_data_format="channels_last")
+    pixel_values = device.host_to_device(inputs["pixel_values"])
+    mask = inputs.get("pixel_mask")
+    if mask is None:
+        mask = torch.ones((pixel_values.shape[0], *pixel_values.shape[-2:]), dtype=torch.int64)
+    return ModelInputs(pixel_values, device.host_to_device(mask))
 
 
 def chunks(indices: list[int], device: Device) -> list[list[int]]:
@@ -203,10 +261,8 @@ class HFDetector:
         # The weights are read when a backend needs them: not at all when the converted model is cached.
         model = DeferredModel(model_config, load_weights)
         resize_to(processor, config.shortest_edge, config.longest_edge)
-        options = BackendOptions(kind=config.backend, precision=config.precision, compile=config.compile,
-                                 input_size=fixed_input_size(processor), model_key=model_fingerprint(source, model),
-                                 cache=ConversionCache())
-        backend = choose_backend(model, processor, device, options)
+        options = backend_options(config, processor, device, model, source)
+        backend = choose_backend(model, processor, device, options, config.threshold)
         log.info("loaded %s on %s (%s)", source, device.torch_device, backend.name)
         return cls(model, processor, device, config.served_id(), backend)
 
@@ -264,15 +320,7 @@ class HFDetector:
     @torch.inference_mode()
     def preprocess(self, images: Sequence[np.ndarray]) -> ModelInputs:
         """The model's inputs for ``(H, W, 3) uint8`` RGB images, on the model's device."""
-        if self.preprocessor is not None:
-            return self.preprocessor(images)
-        # Stated, not guessed: processors take a side of 1 or 3 pixels for the channels.
-        inputs = self.processor(images=list(images), return_tensors="pt", input_data_format="channels_last")
-        pixel_values = self.device.host_to_device(inputs["pixel_values"])
-        mask = inputs.get("pixel_mask")
-        if mask is None:
-            mask = torch.ones((pixel_values.shape[0], *pixel_values.shape[-2:]), dtype=torch.int64)
-        return ModelInputs(pixel_values, self.device.host_to_device(mask))
+        return model_inputs(self.processor, self.preprocessor, self.device, images)
 
     def forward(self, inputs: ModelInputs) -> RawOutputs:
         """Runs the model on the backend."""

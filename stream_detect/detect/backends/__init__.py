@@ -10,7 +10,8 @@ checkpoint's own processor. Kinds:
   shape; batches are cut into power-of-two chunks so few shapes occur);
 - ``onnx``: ONNX Runtime on a dynamic-shape export (``pip install
   stream-detect[onnx]``);
-- ``openvino``: OpenVINO on CPU (``pip install stream-detect[openvino]``).
+- ``openvino``: OpenVINO on CPU (a dependency on x86-64); the only kind that runs precision
+  ``int8`` (quantized with NNCF: ``pip install stream-detect[int8]``).
 
 ``auto`` picks the fastest kind available for the device (measured on CPU:
 OpenVINO, then torch; on CUDA: torch) and falls back to the next when one
@@ -24,7 +25,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
@@ -32,6 +33,9 @@ from ...errors import ModelError
 from ..device import Device
 from ..preprocess import ModelInputs
 from .cache import ConversionCache
+
+if TYPE_CHECKING:
+    from .quantize import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,8 @@ _RUNS_ON = {"cpu": ("torch", "onnx", "openvino"), "cuda": ("torch", "onnx"), "mp
 # dynamic-shape export was slower than torch's channels_last eager on this project's CPU,
 # so auto never picks it.
 _AUTO_ORDER = {"cpu": ("openvino", "torch"), "cuda": ("torch",), "mps": ("torch",)}
+# The kinds that run precision int8 (a model quantized with NNCF).
+INT8_KINDS = ("openvino",)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,8 @@ class BackendOptions:
 
     Attributes:
         kind: ``auto``, ``torch``, ``onnx`` or ``openvino``.
-        precision: ``auto`` (fp16 on CUDA, fp32 elsewhere), ``fp32``, ``bf16`` or ``fp16``.
+        precision: ``auto`` (fp16 on CUDA, fp32 elsewhere), ``fp32``, ``bf16``, ``fp16`` or ``int8``
+            (openvino only, quantized on ``calibration``).
         channels_last: torch: keep convolution activations in NHWC (faster on CPU and tensor cores).
         compile: torch: ``torch.compile`` the model (slow first call per input shape).
         input_size: ``(height, width)`` when the processor resizes every image to one size:
@@ -58,6 +65,7 @@ class BackendOptions:
         model_key: the model's fingerprint (hub id and commit, or a hash of its files), for the cache;
             None: nothing is cached.
         cache: where converting backends (onnx, openvino) keep what they converted.
+        calibration: int8: the frames activations are calibrated on.
     """
 
     kind: str = "torch"
@@ -67,6 +75,7 @@ class BackendOptions:
     input_size: tuple[int, int] | None = None
     model_key: str | None = None
     cache: ConversionCache | None = None
+    calibration: Calibration | None = None
 
 
 @dataclass
@@ -191,6 +200,11 @@ def build_backend(model: Any, device: Device, options: BackendOptions) -> Backen
     if options.kind != "auto":
         return _build(options.kind, model, device, options)
     candidates = auto_kinds(device)
+    if options.precision == "int8":
+        candidates = [kind for kind in candidates if kind in INT8_KINDS]
+        if not candidates:
+            raise ModelError(f"precision int8 runs on the openvino backend, which does not run on "
+                             f"{device.torch_device} here")
     for kind in candidates:
         try:
             return _build(kind, model, device, options)
@@ -204,6 +218,8 @@ def build_backend(model: Any, device: Device, options: BackendOptions) -> Backen
 def _build(kind: str, model: Any, device: Device, options: BackendOptions) -> Backend:
     if not installed(kind):
         raise ModelError(f"backend {kind!r} needs {_MODULES[kind]}: pip install 'stream-detect[{kind}]'")
+    if options.precision == "int8" and kind not in INT8_KINDS:
+        raise ModelError(f"precision int8 runs on the openvino backend only, not {kind}")
     if kind == "torch":
         from .torch_backend import TorchBackend
 

@@ -49,7 +49,7 @@ CACHE_ENV = "STREAM_DETECT_CACHE"
 # Bumped when the layout of an entry or the way models are converted changes.
 FORMAT = 1
 MANIFEST = "manifest.json"
-_VERSIONED = ("stream-detect", "torch", "transformers", "openvino", "onnxruntime", "onnx")
+VERSIONED = ("stream-detect", "torch", "transformers", "openvino", "onnxruntime", "onnx")
 
 
 def default_root() -> Path:
@@ -62,7 +62,7 @@ def default_root() -> Path:
     return Path(constants.HF_HOME).expanduser() / "stream-detect" / "converted"
 
 
-def library_versions(names: tuple[str, ...] = _VERSIONED) -> dict[str, str]:
+def library_versions(names: tuple[str, ...] = VERSIONED) -> dict[str, str]:
     """The installed version of each of ``names`` (absent ones left out)."""
     versions = {}
     for name in names:
@@ -219,4 +219,4 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(file.fileno(), fcntl.LOCK_UN)
 
 
-__all__ = ["CACHE_ENV", "CacheKey", "ConversionCache", "CorruptEntry", "default_root", "library_versions"]
+__all__ = ["CACHE_ENV", "VERSIONED", "CacheKey", "ConversionCache", "CorruptEntry", "default_root", "library_versions"]
