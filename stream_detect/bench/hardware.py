@@ -4,8 +4,8 @@
 builds DETR-R50's architecture (random weights, nothing downloaded), counts
 the floating-point operations of one full-size forward pass with torch's
 flop counter (a multiply-add is two), times the default backend on it, and
-prints the achieved GFLOP/s beside the CPU's fp32 peak (cores x clock x
-FLOP per cycle of its widest FMA units, assuming two per core), then
+prints the achieved GFLOP/s beside the CPU's peak in that precision (cores x
+clock x FLOP per cycle of its FMA units, :func:`cpu_peak_gflops`), then
 OpenVINO's own per-layer profile grouped by layer type.
 """
 
@@ -40,20 +40,40 @@ def forward_gflop(model: Any, pixel_values: torch.Tensor, pixel_mask: torch.Tens
     return counter.get_total_flops() / 1e9
 
 
-def cpu_peak_gflops() -> tuple[float, str]:
-    """This CPU's fp32 peak and how it was reckoned (Linux ``/proc/cpuinfo``; nan elsewhere)."""
+def cpu_peak_gflops(precision: str = "fp32", cpuinfo: str | None = None) -> tuple[float, str]:
+    """This CPU's peak for ``precision`` (fp32, or bf16 on AVX512-BF16) and how it was reckoned, from
+    Linux's ``/proc/cpuinfo`` or the ``cpuinfo`` text given (nan elsewhere, and for what is not reckoned
+    here: AMX). Cores are the processors it lists.
+
+    Two FMA units per core, each as wide as the widest vector the CPU
+    executes at once: AVX-512 is split into two 256-bit halves on AMD's Zen 4
+    (family 25), so it counts as AVX2's width there. VDPBF16PS does two
+    multiply-adds per fp32 lane, so bf16 doubles the fp32 figure.
+    """
     try:
-        info = Path("/proc/cpuinfo").read_text()
+        info = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
     except OSError:
         return float("nan"), "unknown CPU"
-    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    first = info.strip().split("\n\n")[0]
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    flags = set(fields.get("flags", "").split())
     clocks = [float(line.split(":", 1)[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
-    cores = os.cpu_count() or 1
-    lanes = 16 if "avx512f" in flags else 8 if "avx2" in flags else 4
+    cores = sum(1 for line in info.splitlines() if line.startswith("processor")) or os.cpu_count() or 1
+    zen4 = fields.get("vendor_id") == "AuthenticAMD" and fields.get("cpu family") == "25"
+    lanes = 16 if "avx512f" in flags and not zen4 else 8 if "avx2" in flags else 4
     per_cycle = lanes * 2 * 2 if "fma" in flags or "avx512f" in flags else lanes * 2  # 2 FMA units x (mul + add)
+    isa = "AVX-512" if lanes == 16 else "Zen 4 AVX-512, 256-bit units" if zen4 and "avx512f" in flags \
+        else "AVX2" if lanes == 8 else "SSE"
+    what = "FMA"
+    if precision == "bf16":
+        if "amx_bf16" in flags:
+            return float("nan"), "AMX: not reckoned here"
+        if "avx512_bf16" not in flags:
+            return float("nan"), "no native bf16"
+        per_cycle, what = per_cycle * 2, "VDPBF16PS"
     mhz = max(clocks) if clocks else float("nan")
-    isa = "AVX-512" if lanes == 16 else "AVX2" if lanes == 8 else "SSE"
-    return cores * mhz / 1000 * per_cycle, f"{cores} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOP/cycle ({isa} FMA)"
+    reckoned = f"{cores} cores x {mhz / 1000:.2f} GHz x {per_cycle} FLOP/cycle ({isa} {what})"
+    return cores * mhz / 1000 * per_cycle, reckoned
 
 
 def openvino_profile(xml: Path, inputs: Any, precision: str) -> dict[str, float]:
@@ -113,12 +133,12 @@ def _measure(directory: Path, width: int, height: int, args: argparse.Namespace)
         backend(inputs)
         times.append(time.perf_counter() - started)
     ms = median_ms(times)
-    peak, reckoned = cpu_peak_gflops()
+    peak, reckoned = cpu_peak_gflops("bf16" if precision == "bf16" else "fp32")
     achieved = gflop / (ms / 1000)
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     print(f"model input {'x'.join(str(v) for v in inputs.pixel_values.shape[-2:][::-1])}, {gflop:.1f} GFLOP per "
           f"forward pass; {backend.name}: median {ms:.0f} ms of {len(times)} -> {achieved:.0f} GFLOP/s")
-    print(f"CPU {platform.processor() or platform.machine()}: fp32 peak {peak:.0f} GFLOP/s ({reckoned}); "
+    print(f"CPU {platform.processor() or platform.machine()}: {precision} peak {peak:.0f} GFLOP/s ({reckoned}); "
           f"achieved / peak {achieved / peak:.2f}; bf16 native: {cpu_has_native_bf16()}; "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if backend.kind == "openvino":
