@@ -18,9 +18,9 @@ def _positive(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
 
 
-# What a plain `pip install stream-detect` lacks: the test extra's packages. The bench and every process it
-# starts run with these imports refused, as on a user's machine.
-TEST_ONLY = ("httpx", "pytest", "jsonschema", "playwright", "hypothesis", "standardwebhooks")
+# What a plain `pip install stream-detect` lacks: the test extra's packages, and NNCF (the [int8] extra).
+# The bench and every process it starts run with these imports refused, as on a user's machine.
+TEST_ONLY = ("httpx", "pytest", "jsonschema", "playwright", "hypothesis", "standardwebhooks", "nncf")
 # A None in sys.modules makes `import NAME` fail with ModuleNotFoundError and find_spec(NAME) say "absent".
 REFUSE_TEST_ONLY = f"import sys\nsys.modules.update(dict.fromkeys({TEST_ONLY!r}))\n"
 

@@ -3,10 +3,12 @@
 On CPUs with AMX or AVX512-BF16, bf16 ran DETR-R50 8x faster than torch's
 fp32 (OpenVINO bf16 131 ms against 1,062 ms per 720p frame) with its
 detections within 0.7 px and 0.003 of fp32's score. Those tolerances are
-checked on one probe image each time a model loads: the synthetic camera's
+checked on one probe image when a model loads: the synthetic camera's
 picture, through the detector's own pre- and post-processing, comparing the
 strongest predictions of fp32 with bf16's. A model or runtime that strays
-further stays in fp32, with one warning line.
+further stays in fp32, with one warning line. The verdict is kept in the
+conversion cache (per model, CPU, runtime versions and tolerances), so later
+starts skip the probe's forward passes.
 """
 
 from __future__ import annotations

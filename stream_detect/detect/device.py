@@ -8,9 +8,12 @@ CPU the same calls are plain views, so the code path is exercised everywhere.
 
 from __future__ import annotations
 
+import hashlib
+import platform
 import re
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -203,6 +206,19 @@ def cpu_has_native_bf16() -> bool:
     cpu = torch.cpu
     checks = [getattr(cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
     return any(bool(check()) for check in checks if check is not None)
+
+
+def cpu_signature() -> str:
+    """What a precision check's verdict depends on of this CPU: its model and instruction sets (the first
+    processor of Linux's ``/proc/cpuinfo``; the platform's processor name elsewhere), as a short digest."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().strip().split("\n\n")[0]
+    except OSError:
+        first = ""
+    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    described = f"{fields.get('model name', platform.processor())} {platform.machine()} " \
+                f"{' '.join(sorted(fields.get('flags', '').split()))}"
+    return hashlib.sha256(described.encode()).hexdigest()[:16]
 
 
 def codec_available(name: str, mode: Literal["r", "w"]) -> bool:

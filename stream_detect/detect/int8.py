@@ -4,10 +4,12 @@ int8 is asked for explicitly (``--precision int8``, ``model.precision:
 int8``), never chosen by itself. Its activations are calibrated on
 :data:`CALIBRATION_FRAMES` frames: by default frames of the synthetic camera,
 or images from the user's own cameras (``--calibration DIR``, what a model
-quantized for real scenes should see). Each time the model loads, int8 and
+quantized for real scenes should see). When the model loads, int8 and
 fp32 detect on the probe image and on a few of the calibration frames; int8
 is kept only when both find the same objects (:func:`compare`), else the
-detector runs in fp32 with one warning line.
+detector runs in fp32 with one warning line. The verdict is kept in the
+conversion cache (per model, CPU, runtime versions and tolerances), so only
+the first start on a CPU runs the check.
 """
 
 from __future__ import annotations

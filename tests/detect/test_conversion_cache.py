@@ -37,7 +37,8 @@ def _load(model_dir: Path, caplog: pytest.LogCaptureFixture) -> tuple[HFDetector
 
 
 def _entry(cache: Path) -> Path:
-    entries = [path for path in cache.iterdir() if path.is_dir() and not path.name.startswith(".")]
+    """The converted model's entry (a precision check's verdict has one of its own)."""
+    entries = [path for path in cache.iterdir() if path.is_dir() and (path / "model.xml").exists()]
     assert len(entries) == 1, entries
     return entries[0]
 
@@ -61,6 +62,8 @@ def test_the_second_start_reads_the_conversion_and_a_damaged_entry_is_rebuilt(
     second, messages = _load(trained_detr_dir, caplog)
     assert any(READ in m for m in messages) and not any(CONVERTED in m for m in messages), messages
     assert not second.model.is_loaded, "a cached conversion needs no torch weights"
+    if DEFAULT == "openvino bf16":  # the probe's verdict is remembered too: no probe forward passes
+        assert any("agrees with fp32" in m and "as checked at an earlier start" in m for m in messages), messages
     for ours, theirs in zip(second.detect(images, 0.05), expected, strict=True):
         assert ours.labels == theirs.labels
         np.testing.assert_allclose(ours.xyxy, theirs.xyxy, atol=1e-3)
@@ -167,3 +170,25 @@ def test_two_processes_starting_at_once_convert_once(trained_detr_dir: Path, tmp
     assert sum(output.count(CONVERTED) for output in outputs) == 1, outputs
     assert all(CONVERTED in output or READ in output for output in outputs), outputs  # the other one read
     _entry(tmp_path / "cache")
+
+
+def test_a_checks_verdict_is_computed_once_and_a_damaged_one_again(tmp_path: Path,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    cache = ConversionCache(tmp_path)
+    key = CacheKey("sha256:abc on CPU 0123", "openvino bf16 probe (0.7 px, 0.003)")
+    calls: list[int] = []
+
+    def check() -> dict[str, object]:
+        calls.append(1)
+        return {"agrees": True, "described": "5 strongest detections"}
+
+    assert cache.remember(key, check, "the verdict") == ({"agrees": True, "described": "5 strongest detections"},
+                                                         False)
+    assert cache.remember(key, check, "the verdict") == ({"agrees": True, "described": "5 strongest detections"},
+                                                         True)
+    assert calls == [1]
+    (cache.entry(key) / "result.json").write_text("[1, 2")
+    with caplog.at_level(logging.WARNING):
+        result, remembered = cache.remember(key, check, "the verdict")
+    assert result["agrees"] is True and not remembered and calls == [1, 1]
+    assert sum("damaged" in r.getMessage() and "the verdict" in r.getMessage() for r in caplog.records) == 1

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import orjson
 
@@ -49,6 +49,7 @@ CACHE_ENV = "STREAM_DETECT_CACHE"
 # Bumped when the layout of an entry or the way models are converted changes.
 FORMAT = 1
 MANIFEST = "manifest.json"
+_RESULT = "result.json"
 VERSIONED = ("stream-detect", "torch", "transformers", "openvino", "onnxruntime", "onnx")
 
 
@@ -105,7 +106,8 @@ class ConversionCache:
     def entry(self, key: CacheKey) -> Path:
         return self.root / key.digest()
 
-    def load_or_build(self, key: CacheKey, build: Callable[[Path], None], load: Callable[[Path], T]) -> T:
+    def load_or_build(self, key: CacheKey, build: Callable[[Path], None], load: Callable[[Path], T],
+                      what: str = "the converted model") -> T:
         """``load(entry)`` of the entry for ``key``, after ``build(staging)`` has made it if it was missing.
 
         ``build`` writes the converted files into the directory it is given;
@@ -123,17 +125,34 @@ class ConversionCache:
                     loaded = load(entry)
                 except Exception as error:  # a backend reading a damaged file raises many kinds
                     reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-                    log.warning("converted model cache entry %s is damaged (%s); converting again", entry, reason)
+                    log.warning("cache entry %s (%s) is damaged (%s); making it again", entry, what, reason)
                     _discard(entry)
                 else:
-                    log.info("read the converted model from the cache (%s) in %.2f s", entry,
-                             time.perf_counter() - started)
+                    log.info("read %s from the cache (%s) in %.2f s", what, entry, time.perf_counter() - started)
                     return loaded
             elif entry.exists():
                 _discard(entry)  # no manifest: not an entry this code published
             _build(entry, key, build)
             return load(entry)
 
+
+    def remember(self, key: CacheKey, compute: Callable[[], dict[str, Any]], what: str) -> tuple[dict[str, Any], bool]:
+        """A small JSON result (a check's verdict) kept like a conversion: ``compute()`` once per ``key``,
+        read back afterwards. Returns the result and whether it was read from the cache."""
+        computed: list[bool] = []
+
+        def build(directory: Path) -> None:
+            (directory / _RESULT).write_bytes(orjson.dumps(compute()))
+            computed.append(True)
+
+        def load(directory: Path) -> dict[str, Any]:
+            result = orjson.loads((directory / _RESULT).read_bytes())
+            if not isinstance(result, dict):
+                raise CorruptEntry(f"{_RESULT} holds no object")
+            return result
+
+        result = self.load_or_build(key, build, load, what)
+        return result, not computed
 
     @contextlib.contextmanager
     def using(self, key: CacheKey) -> Iterator[Path]:
