@@ -37,8 +37,9 @@ from ..config import ModelConfig
 from ..detect.backends import KINDS, BackendOptions
 from ..detect.backends.cache import ConversionCache
 from ..detect.device import resolve_device
-from ..detect.hf import HFDetector, backend_options, choose_backend, resize_to
+from ..detect.hf import HFDetector, backend_options, resize_to
 from ..detect.int8 import calibration as int8_calibration
+from ..detect.precision import choose_backend
 from ..detect.preprocess import TorchPreprocessor, processor_size
 from ..errors import ConfigError, ModelError
 

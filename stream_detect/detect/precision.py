@@ -1,0 +1,131 @@
+"""Which backend and precision a model runs in, chosen as it loads.
+
+Precision ``auto`` takes bf16 on CPUs that compute it natively once its
+detections agree with fp32's on the probe image
+(:mod:`~stream_detect.detect.bf16_probe`); precision ``int8`` is kept only
+when it finds what fp32 finds (:mod:`~stream_detect.detect.int8`). Either
+check's verdict is kept in the conversion cache, per model, CPU, runtime
+versions and tolerances: the same model on the same CPU and runtime answers
+the same, so only the first start runs the check's forward passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from ..records import Detections
+from . import bf16_probe, int8
+from .backends import Backend, BackendOptions, build_backend
+from .backends.cache import VERSIONED, CacheKey, library_versions
+from .device import Device, cpu_signature
+
+log = logging.getLogger(__name__)
+
+
+def choose_backend(model: Any, processor: Any, device: Device, options: BackendOptions,
+                   threshold: float = 0.5) -> Backend:
+    """The backend ``options`` asks for, as a model loads: precision ``auto`` is bf16 where the CPU
+    computes it natively and its detections agree with fp32's (:func:`_prefer_bf16`), else fp32; precision
+    ``int8`` is kept only when it finds what fp32 finds at ``threshold`` (:func:`_checked_int8`)."""
+    backend = build_backend(model, device, options)
+    if options.precision == "auto":
+        backend = _prefer_bf16(model, processor, device, options, backend)
+    elif options.precision == "int8":
+        backend = _checked_int8(model, processor, device, options, backend, threshold)
+    return backend
+
+
+def _detect_with(model: Any, processor: Any, device: Device, backend: Backend,
+                 threshold: float) -> Callable[[np.ndarray], Detections]:
+    """Detection with ``backend`` through the detector's own pre- and post-processing."""
+    from .hf import HFDetector  # hf imports this module: it chooses the backend as a model loads
+
+    detector = HFDetector(model, processor, device, "probe", backend)
+    return lambda image: detector.detect([image], threshold)[0]
+
+
+def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOptions, backend: Backend) -> Backend:
+    """Precision ``auto`` on a CPU that computes bf16 natively: the bf16 twin of ``backend`` when its
+    detections agree with fp32's on the probe image (:mod:`~stream_detect.detect.bf16_probe`), else ``backend``."""
+    if device.type != "cpu" or backend.kind not in ("torch", "openvino") or not device.computes_bf16_natively():
+        return backend
+    try:
+        candidate = build_backend(model, device, replace(options, kind=backend.kind, precision="bf16"))
+    except ModelError as error:
+        log.warning("bf16 could not be set up (%s): running in fp32", error)
+        return backend
+
+    def check() -> tuple[bool, str]:
+        result = bf16_probe.bf16_agrees(_detect_with(model, processor, device, backend, 0.0),
+                                        _detect_with(model, processor, device, candidate, 0.0))
+        return result.agrees, result.describe()
+
+    tolerances = f"{bf16_probe.BOX_TOLERANCE_PX} px, {bf16_probe.SCORE_TOLERANCE}"
+    agrees, described = _verdict(options, backend.kind, f"bf16 probe ({tolerances})", check)
+    if agrees:
+        log.info("bf16 agrees with fp32 on the probe image (%s): running in bf16", described)
+        backend.close()
+        return candidate
+    log.warning("bf16 detections differ from fp32's on the probe image (%s): running in fp32", described)
+    candidate.close()
+    return backend
+
+
+def _checked_int8(model: Any, processor: Any, device: Device, options: BackendOptions, backend: Backend,
+                  threshold: float) -> Backend:
+    """``backend`` (int8) when it finds the objects fp32 finds on the probe image and a few calibration
+    frames (:func:`~stream_detect.detect.int8.int8_agrees`), else its fp32 twin, with one warning line."""
+    built: list[Backend] = []
+
+    def reference() -> Backend:
+        if not built:
+            built.append(build_backend(model, device, replace(options, kind=backend.kind, precision="fp32")))
+        return built[0]
+
+    def check() -> tuple[bool, str]:
+        low = max(0.0, threshold - int8.SCORE_BAND)
+        frames = options.calibration.images if options.calibration is not None else ()
+        result = int8.int8_agrees(_detect_with(model, processor, device, reference(), low),
+                                  _detect_with(model, processor, device, backend, low), threshold, frames)
+        return result.agrees, result.describe()
+
+    calibrated = options.calibration.digest if options.calibration is not None else "nothing"
+    agrees, described = _verdict(options, backend.kind, f"int8 check at threshold {threshold} calibrated on "
+                                 f"{calibrated} (IoU {int8.MIN_IOU}, scores {int8.SCORE_TOLERANCE}, "
+                                 f"band {int8.SCORE_BAND})", check)
+    if agrees:
+        log.info("int8 finds what fp32 finds (%s): running in int8", described)
+        for twin in built:
+            twin.close()
+        return backend
+    log.warning("int8 detections differ from fp32's (%s): running in fp32", described)
+    backend.close()
+    return reference()
+
+
+def _verdict(options: BackendOptions, kind: str, check: str, run: Callable[[], tuple[bool, str]]) -> tuple[bool, str]:
+    """A precision check's verdict and what it found: ``run()`` once per model, CPU, runtime versions and
+    ``check`` (what is checked, with its tolerances), then kept in the conversion cache beside the converted
+    models (the same model on the same CPU and runtime answers the same; a warm start skips the check's
+    forward passes); run every time without a cache."""
+    if options.cache is None or options.model_key is None:
+        return run()
+    key = CacheKey(f"{options.model_key} on CPU {cpu_signature()}", f"{kind} {check}", options.input_size,
+                   versions=library_versions((*VERSIONED, "nncf")))
+
+    def compute() -> dict[str, Any]:
+        agrees, described = run()
+        return {"agrees": agrees, "described": described}
+
+    result, remembered = options.cache.remember(key, compute, f"the {check.split(' (')[0]} verdict")
+    described = str(result.get("described", ""))
+    return bool(result.get("agrees")), described + ("; as checked at an earlier start" if remembered else "")
+
+
+__all__ = ["choose_backend"]
