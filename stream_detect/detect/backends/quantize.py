@@ -5,9 +5,9 @@ Weights and activations of convolutions and matrix products become int8
 point (NNCF's transformer preset, with SmoothQuant). The activations' ranges
 come from a calibration set: preprocessed frames run through the fp32 model
 once. On 2 cores of an AVX512-BF16 CPU, DETR-R50's full-size forward pass
-took 351 ms in int8 against 483 ms in bf16 and 968 ms in fp32
-(docs/performance.md); quantizing it on 16 frames took about a minute, paid
-once (the result is cached like any conversion).
+took 370 ms in int8 against 518 ms in bf16 and 976 ms in fp32
+(docs/performance.md); quantizing it on 16 frames took 45 s, paid once (the
+result is cached like any conversion).
 
 int8 changes answers more than bf16 does, so it is never chosen by itself:
 the detector checks it against fp32 when it loads
