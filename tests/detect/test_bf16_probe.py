@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from stream_detect.config import ModelConfig
@@ -13,7 +12,8 @@ from stream_detect.detect import bf16_probe
 from stream_detect.detect.backends import installed
 from stream_detect.detect.device import Device
 from stream_detect.detect.hf import HFDetector
-from stream_detect.records import Detections
+
+from .helpers import detections, project_warnings
 
 needs_openvino = pytest.mark.skipif(not installed("openvino"), reason="OpenVINO is not installed here")
 
@@ -25,30 +25,19 @@ def pretend_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Device, "supports", lambda self, precision: True)
 
 
-def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    """The project's warning lines (transformers warns of its own about the tiny checkpoint's config)."""
-    return [r.getMessage() for r in caplog.records
-            if r.levelno >= logging.WARNING and r.name.startswith("stream_detect")]
-
-
-def _detections(boxes: list[list[float]], scores: list[float], labels: list[str]) -> Detections:
-    return Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), confidence=np.array(scores, np.float32),
-                      class_id=np.zeros(len(labels), np.int64), labels=tuple(labels))
-
-
 def test_the_comparison_takes_the_strongest_detections_and_names_how_far_they_are() -> None:
-    reference = _detections([[10, 10, 50, 50], [60, 60, 90, 90], [0, 0, 5, 5]], [0.9, 0.8, 0.01],
-                            ["cat", "dog", "cat"])
-    close = _detections([[60.5, 60, 90, 90], [10, 10.3, 50, 50]], [0.801, 0.9015], ["dog", "cat"])
+    reference = detections([[10, 10, 50, 50], [60, 60, 90, 90], [0, 0, 5, 5]], [0.9, 0.8, 0.01],
+                           ["cat", "dog", "cat"])
+    close = detections([[60.5, 60, 90, 90], [10, 10.3, 50, 50]], [0.801, 0.9015], ["dog", "cat"])
     result = bf16_probe.compare(reference, close, compared=2)
     assert result.agrees and result.compared == 2
     assert result.box_px == pytest.approx(0.5) and result.score == pytest.approx(0.0015, abs=1e-6)
 
-    far = _detections([[60, 60, 90, 92], [10, 10, 50, 50]], [0.8, 0.9], ["dog", "cat"])
+    far = detections([[60, 60, 90, 92], [10, 10, 50, 50]], [0.8, 0.9], ["dog", "cat"])
     assert not bf16_probe.compare(reference, far, compared=2).agrees
-    unsure = _detections([[60, 60, 90, 90], [10, 10, 50, 50]], [0.79, 0.9], ["dog", "cat"])
+    unsure = detections([[60, 60, 90, 90], [10, 10, 50, 50]], [0.79, 0.9], ["dog", "cat"])
     assert not bf16_probe.compare(reference, unsure, compared=2).agrees
-    relabelled = _detections([[60, 60, 90, 90], [10, 10, 50, 50]], [0.8, 0.9], ["dog", "dog"])
+    relabelled = detections([[60, 60, 90, 90], [10, 10, 50, 50]], [0.8, 0.9], ["dog", "dog"])
     result = bf16_probe.compare(reference, relabelled, compared=2)
     assert not result.agrees and result.unmatched == 1 and "without a counterpart" in result.describe()
 
@@ -64,7 +53,7 @@ def test_bf16_is_taken_where_the_cpu_computes_it_and_it_agrees(
     try:
         assert detector.backend.name == "openvino bf16"
         assert any("agrees with fp32" in r.getMessage() for r in caplog.records)
-        assert not _warnings(caplog)
+        assert not project_warnings(caplog)
     finally:
         detector.close()
 
@@ -80,7 +69,7 @@ def test_a_probe_that_disagrees_keeps_fp32_with_one_warning_line(
         detector = HFDetector.load(ModelConfig(id=str(trained_detr_dir), device="cpu"))
     try:
         assert detector.backend.name == "openvino fp32"
-        warnings = _warnings(caplog)
+        warnings = project_warnings(caplog)
         assert len(warnings) == 1 and "differ from fp32" in warnings[0] and "running in fp32" in warnings[0]
         assert "\n" not in warnings[0]
         assert detector.detect([bf16_probe.probe_image()], 0.0)[0].confidence.size > 0

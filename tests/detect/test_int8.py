@@ -20,9 +20,9 @@ from stream_detect.detect.device import resolve_device
 from stream_detect.detect.hf import HFDetector
 from stream_detect.errors import ConfigError, ModelError
 from stream_detect.evaluation import Truth, precision_recall
-from stream_detect.records import Detections
 from stream_detect.sources.synthetic import SyntheticScene
 
+from .helpers import detections, project_warnings
 from .test_hf_detector import scenes
 
 needs_int8 = pytest.mark.skipif(not installed("openvino") or importlib.util.find_spec("nncf") is None,
@@ -30,16 +30,6 @@ needs_int8 = pytest.mark.skipif(not installed("openvino") or importlib.util.find
 CPU = resolve_device("cpu")
 # The trained test checkpoint scores its objects low (about 0.23): compared at a threshold below that.
 TRAINED_THRESHOLD = 0.1
-
-
-def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records
-            if r.levelno >= logging.WARNING and r.name.startswith("stream_detect")]
-
-
-def _detections(boxes: list[list[float]], scores: list[float], labels: list[str]) -> Detections:
-    return Detections(xyxy=np.array(boxes, np.float32).reshape(-1, 4), confidence=np.array(scores, np.float32),
-                      class_id=np.zeros(len(labels), np.int64), labels=tuple(labels))
 
 
 @pytest.fixture(scope="module")
@@ -53,23 +43,23 @@ def calibration_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_comparison_pairs_objects_and_names_what_differs() -> None:
-    reference = _detections([[10, 10, 50, 50], [60, 60, 90, 90], [0, 0, 8, 8]], [0.9, 0.8, 0.52],
-                            ["cat", "dog", "cat"])
-    same = _detections([[11, 10, 50, 50], [60, 60, 90, 91]], [0.88, 0.83], ["cat", "dog"])
+    reference = detections([[10, 10, 50, 50], [60, 60, 90, 90], [0, 0, 8, 8]], [0.9, 0.8, 0.52],
+                           ["cat", "dog", "cat"])
+    same = detections([[11, 10, 50, 50], [60, 60, 90, 91]], [0.88, 0.83], ["cat", "dog"])
     result = int8.compare(reference, same, threshold=0.5)
     assert result.agrees, result.describe()  # the borderline 0.52 cat may be missing
     assert result.matched == 2 and result.min_iou > 0.95
 
-    lost = _detections([[11, 10, 50, 50]], [0.88], ["cat"])
+    lost = detections([[11, 10, 50, 50]], [0.88], ["cat"])
     result = int8.compare(reference, lost, threshold=0.5)
     assert not result.agrees and result.missing == 1 and "found by fp32 only" in result.describe()
-    invented = _detections([[11, 10, 50, 50], [60, 60, 90, 91], [100, 100, 140, 140]], [0.88, 0.83, 0.7],
-                           ["cat", "dog", "dog"])
+    invented = detections([[11, 10, 50, 50], [60, 60, 90, 91], [100, 100, 140, 140]], [0.88, 0.83, 0.7],
+                          ["cat", "dog", "dog"])
     result = int8.compare(reference, invented, threshold=0.5)
     assert not result.agrees and result.extra == 1 and "found by int8 only" in result.describe()
-    moved = _detections([[10, 10, 50, 50], [66, 60, 96, 90]], [0.9, 0.8], ["cat", "dog"])
+    moved = detections([[10, 10, 50, 50], [66, 60, 96, 90]], [0.9, 0.8], ["cat", "dog"])
     assert not int8.compare(reference, moved, threshold=0.5).agrees  # IoU 0.67
-    unsure = _detections([[10, 10, 50, 50], [60, 60, 90, 90]], [0.9, 0.62], ["cat", "dog"])
+    unsure = detections([[10, 10, 50, 50], [60, 60, 90, 90]], [0.9, 0.62], ["cat", "dog"])
     assert not int8.compare(reference, unsure, threshold=0.5).agrees  # 0.18 apart
 
 
@@ -132,7 +122,7 @@ def test_int8_finds_what_fp32_finds_on_the_trained_checkpoint(
         messages = [r.getMessage() for r in caplog.records]
         assert any("quantized the model to int8 on 8 frames" in m for m in messages)
         assert any("int8 finds what fp32 finds" in m and "running in int8" in m for m in messages)
-        assert not _warnings(caplog)
+        assert not project_warnings(caplog)
         low = TRAINED_THRESHOLD - int8.SCORE_BAND
         frames = scenes([(320, 240), (320, 240), (200, 300), (160, 160), (640, 360)] * 2, seed=5)
         total = int8.Agreement(0, 0, 0, 0, 1.0, 0.0)
@@ -184,7 +174,7 @@ def test_int8_that_disagrees_with_fp32_runs_in_fp32_with_one_warning_line(
         detector = HFDetector.load(config)
     try:
         assert detector.backend.name == "openvino fp32"
-        warnings = _warnings(caplog)
+        warnings = project_warnings(caplog)
         assert len(warnings) == 1 and "int8 detections differ from fp32's" in warnings[0]
         assert warnings[0].endswith("running in fp32") and "\n" not in warnings[0]
         # A second start reads the quantized model from the conversion cache.
