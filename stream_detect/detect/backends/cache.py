@@ -135,7 +135,6 @@ class ConversionCache:
             _build(entry, key, build)
             return load(entry)
 
-
     def remember(self, key: CacheKey, compute: Callable[[], dict[str, Any]], what: str) -> tuple[dict[str, Any], bool]:
         """A small JSON result (a check's verdict) kept like a conversion: ``compute()`` once per ``key``,
         read back afterwards. Returns the result and whether it was read from the cache."""

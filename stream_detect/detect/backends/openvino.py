@@ -96,14 +96,19 @@ def _model(core: Any, model: Any, options: BackendOptions) -> tuple[Any, CacheKe
         converted = _convert(model, options)
         return (converted if calibration is None else quantize(converted, calibration)), None
     key = CacheKey(model_key, "openvino", options.input_size)
-    fp32 = cache.load_or_build(key, lambda directory: _save(_convert(model, options), directory),
-                               lambda directory: core.read_model(str(directory / _XML)))
+
+    def read(directory: Path) -> Any:
+        return core.read_model(str(directory / _XML))
+
+    def fp32() -> Any:
+        return cache.load_or_build(key, lambda directory: _save(_convert(model, options), directory), read)
+
     if calibration is None:
-        return fp32, key
+        return fp32(), key
     int8_key = CacheKey(f"{model_key} calibrated on {calibration.digest}", "openvino int8", options.input_size,
                         versions=library_versions((*VERSIONED, "nncf")))
-    quantized = cache.load_or_build(int8_key, lambda directory: _save(quantize(fp32, calibration), directory),
-                                    lambda directory: core.read_model(str(directory / _XML)))
+    # The fp32 model is read only to quantize it: a start that finds the int8 entry never holds it.
+    quantized = cache.load_or_build(int8_key, lambda directory: _save(quantize(fp32(), calibration), directory), read)
     return quantized, int8_key
 
 
