@@ -25,7 +25,7 @@ import torch
 
 from ..detect.backends import BackendOptions, build_backend
 from ..detect.backends.cache import CacheKey, ConversionCache
-from ..detect.device import cpu_has_native_bf16, resolve_device
+from ..detect.device import cpu_has_native_bf16, cpuinfo_fields, resolve_device
 from ..detect.preprocess import TorchPreprocessor
 from .inputs import random_detr_r50
 from .timing import median_ms
@@ -54,8 +54,7 @@ def cpu_peak_gflops(precision: str = "fp32", cpuinfo: str | None = None) -> tupl
         info = Path("/proc/cpuinfo").read_text() if cpuinfo is None else cpuinfo
     except OSError:
         return float("nan"), "unknown CPU"
-    first = info.strip().split("\n\n")[0]
-    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    fields = cpuinfo_fields(info)
     flags = set(fields.get("flags", "").split())
     clocks = [float(line.split(":", 1)[1]) for line in info.splitlines() if line.startswith("cpu MHz")]
     cores = sum(1 for line in info.splitlines() if line.startswith("processor")) or os.cpu_count() or 1

@@ -208,14 +208,19 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(check()) for check in checks if check is not None)
 
 
+def cpuinfo_fields(text: str) -> dict[str, str]:
+    """The fields of the first processor in a Linux ``/proc/cpuinfo`` text (``flags``, ``model name``, ...)."""
+    first = text.strip().split("\n\n")[0]
+    return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+
+
 def cpu_signature() -> str:
     """What a precision check's verdict depends on of this CPU: its model and instruction sets (the first
     processor of Linux's ``/proc/cpuinfo``; the platform's processor name elsewhere), as a short digest."""
     try:
-        first = Path("/proc/cpuinfo").read_text().strip().split("\n\n")[0]
+        fields = cpuinfo_fields(Path("/proc/cpuinfo").read_text())
     except OSError:
-        first = ""
-    fields = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+        fields = {}
     described = f"{fields.get('model name', platform.processor())} {platform.machine()} " \
                 f"{' '.join(sorted(fields.get('flags', '').split()))}"
     return hashlib.sha256(described.encode()).hexdigest()[:16]
