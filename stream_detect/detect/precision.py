@@ -123,7 +123,7 @@ def _verdict(options: BackendOptions, kind: str, check: str, run: Callable[[], t
         agrees, described = run()
         return {"agrees": agrees, "described": described}
 
-    result, remembered = options.cache.remember(key, compute, f"the {check.split(' (')[0]} verdict")
+    result, remembered = options.cache.remember(key, compute, f"the verdict of the {check.split(' (')[0]}")
     described = str(result.get("described", ""))
     return bool(result.get("agrees")), described + ("; as checked at an earlier start" if remembered else "")
 
