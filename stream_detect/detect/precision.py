@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import ModelError
 from ..records import Detections
 from . import bf16_probe, int8
-from .backends import Backend, BackendOptions, build_backend
+from .backends import Backend, BackendOptions, auto_kinds, build_backend
 from .backends.cache import VERSIONED, CacheKey, library_versions
 from .device import Device, cpu_signature
 
@@ -33,10 +33,10 @@ def choose_backend(model: Any, processor: Any, device: Device, options: BackendO
     """The backend ``options`` asks for, as a model loads: precision ``auto`` is bf16 where the CPU
     computes it natively and its detections agree with fp32's (:func:`_prefer_bf16`), else fp32; precision
     ``int8`` is kept only when it finds what fp32 finds at ``threshold`` (:func:`_checked_int8`)."""
-    backend = build_backend(model, device, options)
     if options.precision == "auto":
-        backend = _prefer_bf16(model, processor, device, options, backend)
-    elif options.precision == "int8":
+        return _prefer_bf16(model, processor, device, options)
+    backend = build_backend(model, device, options)
+    if options.precision == "int8":
         backend = _checked_int8(model, processor, device, options, backend, threshold)
     return backend
 
@@ -50,10 +50,28 @@ def _detect_with(model: Any, processor: Any, device: Device, backend: Backend,
     return lambda image: detector.detect([image], threshold)[0]
 
 
-def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOptions, backend: Backend) -> Backend:
-    """Precision ``auto`` on a CPU that computes bf16 natively: the bf16 twin of ``backend`` when its
-    detections agree with fp32's on the probe image (:mod:`~stream_detect.detect.bf16_probe`), else ``backend``."""
-    if device.type != "cpu" or backend.kind not in ("torch", "openvino") or not device.computes_bf16_natively():
+# The kinds whose bf16 twin the probe checks.
+_BF16_KINDS = ("torch", "openvino")
+
+
+def _bf16_check() -> str:
+    """What the bf16 probe checks, with its tolerances (part of its verdict's key)."""
+    return f"bf16 probe ({bf16_probe.BOX_TOLERANCE_PX} px, {bf16_probe.SCORE_TOLERANCE})"
+
+
+def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOptions) -> Backend:
+    """Precision ``auto``: on a CPU that computes bf16 natively, the bf16 twin of the fp32 backend when its
+    detections agree with fp32's on the probe image (:mod:`~stream_detect.detect.bf16_probe`), else fp32.
+
+    When an earlier start found that they agree, only the bf16 backend is built: a warm start neither
+    compiles nor holds an fp32 model it would close at once."""
+    if device.type != "cpu" or not device.computes_bf16_natively():
+        return build_backend(model, device, options)
+    remembered = _remembered_bf16(model, device, options)
+    if remembered is not None:
+        return remembered
+    backend = build_backend(model, device, options)
+    if backend.kind not in _BF16_KINDS:
         return backend
     try:
         candidate = build_backend(model, device, replace(options, kind=backend.kind, precision="bf16"))
@@ -66,8 +84,7 @@ def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOpt
                                         _detect_with(model, processor, device, candidate, 0.0))
         return result.agrees, result.describe()
 
-    tolerances = f"{bf16_probe.BOX_TOLERANCE_PX} px, {bf16_probe.SCORE_TOLERANCE}"
-    agrees, described = _verdict(options, backend.kind, f"bf16 probe ({tolerances})", check)
+    agrees, described = _verdict(options, backend.kind, _bf16_check(), check)
     if agrees:
         log.info("bf16 agrees with fp32 on the probe image (%s): running in bf16", described)
         backend.close()
@@ -75,6 +92,26 @@ def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOpt
     log.warning("bf16 detections differ from fp32's on the probe image (%s): running in fp32", described)
     candidate.close()
     return backend
+
+
+def _remembered_bf16(model: Any, device: Device, options: BackendOptions) -> Backend | None:
+    """The bf16 backend of the kind ``options`` would build first, when an earlier start's probe found bf16
+    agreeing with fp32 for it; None when nothing is remembered, the probe disagreed, or bf16 cannot be built
+    (the full choice then runs, and says why)."""
+    kind = options.kind if options.kind != "auto" else next(iter(auto_kinds(device)), "torch")
+    key = _verdict_key(options, kind, _bf16_check())
+    if kind not in _BF16_KINDS or key is None or options.cache is None:
+        return None
+    verdict = options.cache.recall(key, "the verdict of the bf16 probe")
+    if verdict is None or not verdict.get("agrees"):
+        return None
+    try:
+        candidate = build_backend(model, device, replace(options, kind=kind, precision="bf16"))
+    except ModelError:
+        return None
+    log.info("bf16 agrees with fp32 on the probe image (%s; as checked at an earlier start): running in bf16",
+             verdict.get("described", ""))
+    return candidate
 
 
 def _checked_int8(model: Any, processor: Any, device: Device, options: BackendOptions, backend: Backend,
@@ -114,10 +151,9 @@ def _verdict(options: BackendOptions, kind: str, check: str, run: Callable[[], t
     ``check`` (what is checked, with its tolerances), then kept in the conversion cache beside the converted
     models (the same model on the same CPU and runtime answers the same; a warm start skips the check's
     forward passes); run every time without a cache."""
-    if options.cache is None or options.model_key is None:
+    key = _verdict_key(options, kind, check)
+    if options.cache is None or key is None:
         return run()
-    key = CacheKey(f"{options.model_key} on CPU {cpu_signature()}", f"{kind} {check}", options.input_size,
-                   versions=library_versions((*VERSIONED, "nncf")))
 
     def compute() -> dict[str, Any]:
         agrees, described = run()
@@ -126,6 +162,15 @@ def _verdict(options: BackendOptions, kind: str, check: str, run: Callable[[], t
     result, remembered = options.cache.remember(key, compute, f"the verdict of the {check.split(' (')[0]}")
     described = str(result.get("described", ""))
     return bool(result.get("agrees")), described + ("; as checked at an earlier start" if remembered else "")
+
+
+def _verdict_key(options: BackendOptions, kind: str, check: str) -> CacheKey | None:
+    """Where a precision check's verdict is kept: per model, CPU, runtime versions and ``check`` (what is
+    checked, with its tolerances); None without a model key (nothing is cached)."""
+    if options.model_key is None:
+        return None
+    return CacheKey(f"{options.model_key} on CPU {cpu_signature()}", f"{kind} {check}", options.input_size,
+                    versions=library_versions((*VERSIONED, "nncf")))
 
 
 __all__ = ["choose_backend"]

@@ -24,8 +24,8 @@ pytestmark = pytest.mark.skipif(not installed("openvino"), reason="OpenVINO is n
 CONVERTED = "converted the model to OpenVINO"
 READ = "read the converted model from the cache"
 # The default backend without asking: bf16 where the CPU computes it natively (the probe agrees on
-# the trained checkpoint: 0.1 px, 0.0002), fp32 elsewhere. A bf16 load reads the entry a second time
-# for its bf16 twin.
+# the trained checkpoint: 0.1 px, 0.0002), fp32 elsewhere. A cold bf16 load reads the entry a second
+# time for its bf16 twin; a warm one, which finds the probe's verdict, builds the bf16 backend alone.
 DEFAULT = f"openvino {'bf16' if resolve_device('cpu').computes_bf16_natively() else 'fp32'}"
 
 
@@ -62,8 +62,9 @@ def test_the_second_start_reads_the_conversion_and_a_damaged_entry_is_rebuilt(
     second, messages = _load(trained_detr_dir, caplog)
     assert any(READ in m for m in messages) and not any(CONVERTED in m for m in messages), messages
     assert not second.model.is_loaded, "a cached conversion needs no torch weights"
-    if DEFAULT == "openvino bf16":  # the probe's verdict is remembered too: no probe forward passes
+    if DEFAULT == "openvino bf16":  # the probe's verdict is remembered too: no probe, no fp32 twin
         assert any("agrees with fp32" in m and "as checked at an earlier start" in m for m in messages), messages
+        assert sum(READ in m for m in messages) == 1, messages
     for ours, theirs in zip(second.detect(images, 0.05), expected, strict=True):
         assert ours.labels == theirs.labels
         np.testing.assert_allclose(ours.xyxy, theirs.xyxy, atol=1e-3)
@@ -182,12 +183,16 @@ def test_a_checks_verdict_is_computed_once_and_a_damaged_one_again(tmp_path: Pat
         calls.append(1)
         return {"agrees": True, "described": "5 strongest detections"}
 
+    assert cache.recall(key, "the verdict") is None
     assert cache.remember(key, check, "the verdict") == ({"agrees": True, "described": "5 strongest detections"},
                                                          False)
+    assert cache.recall(key, "the verdict") == {"agrees": True, "described": "5 strongest detections"}
     assert cache.remember(key, check, "the verdict") == ({"agrees": True, "described": "5 strongest detections"},
                                                          True)
     assert calls == [1]
     (cache.entry(key) / "result.json").write_text("[1, 2")
+    assert cache.recall(key, "the verdict") is None  # not trusted; remember() warns as it checks again
+    assert not caplog.records
     with caplog.at_level(logging.WARNING):
         result, remembered = cache.remember(key, check, "the verdict")
     assert result["agrees"] is True and not remembered and calls == [1, 1]

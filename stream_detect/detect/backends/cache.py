@@ -144,14 +144,23 @@ class ConversionCache:
             (directory / _RESULT).write_bytes(orjson.dumps(compute()))
             computed.append(True)
 
-        def load(directory: Path) -> dict[str, Any]:
-            result = orjson.loads((directory / _RESULT).read_bytes())
-            if not isinstance(result, dict):
-                raise CorruptEntry(f"{_RESULT} holds no object")
-            return result
-
-        result = self.load_or_build(key, build, load, what)
+        result = self.load_or_build(key, build, _read_result, what)
         return result, not computed
+
+    def recall(self, key: CacheKey, what: str) -> dict[str, Any] | None:
+        """The result :meth:`remember` kept for ``key``, or None when there is none to trust (missing or
+        damaged: :meth:`remember` then computes it again, and warns about a damaged one)."""
+        entry = self.entry(key)
+        if not (entry / MANIFEST).exists():
+            return None
+        with _locked(self.root / f"{entry.name}.lock"):
+            try:
+                _verify(entry)
+                result = _read_result(entry)
+            except Exception:  # whatever is wrong, remember() says so as it rebuilds the entry
+                return None
+        log.info("read %s from the cache (%s)", what, entry)
+        return result
 
     @contextlib.contextmanager
     def using(self, key: CacheKey) -> Iterator[Path]:
@@ -160,6 +169,13 @@ class ConversionCache:
         entry = self.entry(key)
         with _locked(self.root / f"{entry.name}.use.lock"):
             yield entry
+
+
+def _read_result(entry: Path) -> dict[str, Any]:
+    result = orjson.loads((entry / _RESULT).read_bytes())
+    if not isinstance(result, dict):
+        raise CorruptEntry(f"{_RESULT} holds no object")
+    return result
 
 
 def _build(entry: Path, key: CacheKey, build: Callable[[Path], None]) -> None:
