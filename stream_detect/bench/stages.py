@@ -87,7 +87,8 @@ def measure_stages(detector: HFDetector, clip: Path, count: int, threshold: floa
     found = []
     height, width = images[0].shape[:2]
     with tempfile.TemporaryDirectory(prefix="stream-detect-bench-") as directory:
-        writer = VideoWriter(Path(directory) / "stages.mp4", width, height, Fraction(25), fragmented=False)
+        writer = VideoWriter(Path(directory) / "stages.mp4", width, height, Fraction(25), fragmented=False,
+                             threads=detector.device.file_encoder_threads())  # as annotate encodes
         try:
             for index, image in enumerate(images):
                 clock.recording = index > 0

@@ -157,7 +157,7 @@ def annotate(config: ModelConfig, input_path: str, output: str, jsonl_path: str 
     source = FileSource(id=STREAM_ID, path=input_path, realtime=False, drop_policy="block",
                         queue_size=min(256, max(8, 2 * config.max_batch_size)), decoder=decoder)
     video = AnnotatedVideoSink(Path(output), input_path, found.width, found.height, found.rate,
-                               device.video_encoder(codecs.encoder), found.audio)
+                               device.video_encoder(codecs.encoder), found.audio, device.file_encoder_threads())
     sinks: list[Any] = [video]
     jsonl = JsonLinesSink(Path(jsonl_path)) if jsonl_path else None
     if jsonl is not None:

@@ -60,17 +60,19 @@ class AnnotatedVideoSink:
         width, height, rate: The input video's size and nominal frame rate.
         encoder: ``libx264`` or ``h264_nvenc``.
         audio: Copy the input's first audio stream.
+        encoder_threads: libx264's threads (:meth:`~stream_detect.detect.device.Device.file_encoder_threads`).
     """
 
     name = "annotated-video"
 
     def __init__(self, output: Path, input_path: str, width: int, height: int, rate: Fraction,
-                 encoder: str, audio: bool) -> None:
+                 encoder: str, audio: bool, encoder_threads: int | None = None) -> None:
         self._rate = rate
         self._audio = _AudioCopy(input_path) if audio else None
         output.parent.mkdir(parents=True, exist_ok=True)
         self._writer = VideoWriter(output, width, height, rate, encoder=encoder, fragmented=False,
-                                   audio_template=self._audio.stream if self._audio else None)
+                                   audio_template=self._audio.stream if self._audio else None,
+                                   threads=encoder_threads)
         self._first_pts: float | None = None
         self.frames = 0
 

@@ -46,6 +46,7 @@ class VideoWriter:
         keyframe_interval: Frames between keyframes (and so fragments).
         fragmented: Write a crash-safe fragmented MP4.
         audio_template: An input audio stream to copy packets of (``mux_audio``).
+        threads: libx264's thread count; None: its own (1.5 per core).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class VideoWriter:
         keyframe_interval: int | None = None,
         fragmented: bool = True,
         audio_template: Any = None,
+        threads: int | None = None,
     ) -> None:
         self.path = path
         self.width = width
@@ -75,6 +77,8 @@ class VideoWriter:
         options = {"g": str(gop)}
         if codec == "libx264":
             options["preset"] = preset
+            if threads is not None:
+                options["threads"] = str(threads)
             if fragmented:
                 # No lookahead or B-frames: the encoder holds no frames back, so a
                 # crash loses only what is past the last fragment.

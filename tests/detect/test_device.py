@@ -80,3 +80,14 @@ def test_video_codecs_per_device(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cuda.video_encoder() == "h264_nvenc" and cuda.video_encoder("software") == "libx264"
     monkeypatch.setattr(device_module, "codec_available", lambda name, mode: False)
     assert cuda.video_decoder("h264") is None and cuda.video_encoder() == "libx264"
+
+
+def test_a_file_encoder_beside_a_cpu_detector_takes_a_quarter_of_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stream_detect.detect import device as device_module
+    from stream_detect.detect.device import Device
+
+    cpu = resolve_device("cpu")
+    for cores, threads in ((1, 1), (2, 1), (7, 1), (8, 2), (64, 16)):
+        monkeypatch.setattr(device_module, "usable_cores", lambda cores=cores: cores)
+        assert cpu.file_encoder_threads() == threads
+    assert Device(torch.device("cuda", 0), torch.float16).file_encoder_threads() is None  # x264 decides

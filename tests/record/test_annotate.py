@@ -11,6 +11,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from stream_detect.detect.device import resolve_device
+
 from ..ffprobe import needs_ffprobe, probe, video_stream
 from ..media import write_h264
 
@@ -45,6 +47,8 @@ def test_annotate_keeps_every_frame_and_the_audio(tmp_path: Path, tiny_detr_dir:
         assert line["type"] == "detections" and line["stream"] == "annotate"
     assert all(d["label"] in {"circle", "square", "triangle"} for line in lines for d in line["detections"])
     assert "Traceback" not in result.stderr
+    # libx264 writes its settings into the stream: beside a CPU detector it encodes on its share of the cores.
+    assert f" threads={resolve_device('cpu').file_encoder_threads()} ".encode() in output.read_bytes()
 
 
 def test_annotate_missing_input_is_one_line(tmp_path: Path, tiny_detr_dir: Path) -> None:
