@@ -197,6 +197,8 @@ class Capture:
                 return
             if frames:
                 self._backoff.reset()
+            if self._loops_at_once(frames, error, time.monotonic() - started):
+                continue
             if self._backoff.exhausted:
                 self._set_state(SourceState.FAILED, error or "stream ended")
                 return
@@ -206,6 +208,15 @@ class Capture:
             self._set_state(SourceState.RECONNECTING, self.stats.last_error)
             if self._stop.wait(max(0.0, wait)):
                 return
+
+    def _loops_at_once(self, frames: int, error: str | None, played_s: float) -> bool:
+        """A looping file that played to its end starts again at once, as the same stream: a loop is not a
+        reconnect (no wait, no state change, no reconnect counted). The last frame of a looped 5 s clip
+        otherwise stayed the freshest for the whole first backoff wait (0.5 s), and a detector that fell
+        free then emitted it that much older. A file that played for less than that wait (a single
+        frame, say) waits like a reconnect, so it cannot spin."""
+        looping = isinstance(self.config, FileSource) and self.config.loop
+        return looping and error is None and frames > 0 and played_s >= self._backoff.config.initial_s
 
     def _session(self) -> tuple[int, str | None]:
         """Opens the source once and pumps frames; returns (frames read, error)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -89,6 +90,41 @@ def test_file_mode_loses_no_frame_with_a_slow_consumer(tmp_path: Path) -> None:
     assert queue.dropped == 0
     assert states.states() == [SourceState.CONNECTING, SourceState.RUNNING, SourceState.ENDED]
     assert capture.thread_name == "capture:f"
+
+
+@pytest.mark.timeout(60)
+def test_a_looping_file_starts_again_at_once_without_a_reconnect(tmp_path: Path) -> None:
+    video = write_h264(tmp_path / "clip.mp4", frames=20, rate=25)  # 0.8 s
+    config = source_config({"kind": "file", "id": "loop", "path": str(video), "realtime": True, "loop": True})
+    capture, queue, states = start_capture(config, 200, DropPolicy.DROP_OLDEST)
+    try:
+        deadline = time.monotonic() + 20
+        while capture.stats.frames < 50 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        capture.stop()
+        assert capture.join(3)
+    frames = drain_now(queue)
+    assert len(frames) >= 50, len(frames)
+    assert [f.index for f in frames] == list(range(len(frames)))
+    assert [f.pts for f in frames[:41:20]] == pytest.approx([0.0, 0.0, 0.0])  # played from the start, twice
+    assert SourceState.RECONNECTING not in states.states() and capture.stats.reconnects == 0
+    # Paced like a camera across the loop: the first backoff wait (0.5 s) is not spent there.
+    wraps = [b.captured_at - a.captured_at for a, b in itertools.pairwise(frames) if b.pts < a.pts]
+    assert len(wraps) >= 2 and max(wraps) < 0.45, wraps
+
+
+@pytest.mark.timeout(60)
+def test_a_looping_file_shorter_than_the_first_wait_does_not_spin(tmp_path: Path) -> None:
+    video = write_h264(tmp_path / "one.mp4", frames=1, rate=25)
+    config = source_config({"kind": "file", "id": "one", "path": str(video), "realtime": True, "loop": True})
+    capture, queue, _ = start_capture(config, 200, DropPolicy.DROP_OLDEST)
+    try:
+        time.sleep(1.5)
+    finally:
+        capture.stop()
+        assert capture.join(3)
+    assert 2 <= len(drain_now(queue)) <= 6  # one frame per 0.5 s wait, not as fast as the file opens
 
 
 @pytest.mark.timeout(60)
