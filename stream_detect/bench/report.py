@@ -152,7 +152,7 @@ def format_table(report: dict[str, Any]) -> str:
                   *(f"  latency {q:<37} {_fmt(latency[q]):>10}" for q in ("p50", "p90", "p99", "max")),
                   f"  latency drift (last third - first third)      {_fmt(live['drift_ms']):>10}",
                   f"  live frames dropped (freshest frame kept)     {_fmt(live['dropped']):>10}"]
-    lines += ["", "(e) per-stage cost, median per frame          ms"]
+    lines += ["", "(e) per-stage cost, median per frame (encode: mean)  ms"]
     lines += [f"  stage {stage:<39} {_fmt(ms):>10}" for stage, ms in report["stages_ms"].items()]
     processes = report.get("processes")
     if processes:
