@@ -63,11 +63,11 @@ def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOpt
     """Precision ``auto``: on a CPU that computes bf16 natively, the bf16 twin of the fp32 backend when its
     detections agree with fp32's on the probe image (:mod:`~stream_detect.detect.bf16_probe`), else fp32.
 
-    When an earlier start found that they agree, only the bf16 backend is built: a warm start neither
-    compiles nor holds an fp32 model it would close at once."""
+    When an earlier start kept the probe's verdict, only the backend it chose is built: a warm start
+    neither compiles nor holds a twin it would close at once."""
     if device.type != "cpu" or not device.computes_bf16_natively():
         return build_backend(model, device, options)
-    remembered = _remembered_bf16(model, device, options)
+    remembered = _as_remembered(model, device, options)
     if remembered is not None:
         return remembered
     backend = build_backend(model, device, options)
@@ -85,33 +85,37 @@ def _prefer_bf16(model: Any, processor: Any, device: Device, options: BackendOpt
         return result.agrees, result.describe()
 
     agrees, described = _verdict(options, backend.kind, _bf16_check(), check)
-    if agrees:
-        log.info("bf16 agrees with fp32 on the probe image (%s): running in bf16", described)
-        backend.close()
-        return candidate
-    log.warning("bf16 detections differ from fp32's on the probe image (%s): running in fp32", described)
-    candidate.close()
-    return backend
+    _say_bf16_choice(agrees, described)
+    (backend if agrees else candidate).close()
+    return candidate if agrees else backend
 
 
-def _remembered_bf16(model: Any, device: Device, options: BackendOptions) -> Backend | None:
-    """The bf16 backend of the kind ``options`` would build first, when an earlier start's probe found bf16
-    agreeing with fp32 for it; None when nothing is remembered, the probe disagreed, or bf16 cannot be built
-    (the full choice then runs, and says why)."""
+def _as_remembered(model: Any, device: Device, options: BackendOptions) -> Backend | None:
+    """The backend an earlier start's probe chose for the kind ``options`` builds first (bf16 when it agreed,
+    else fp32); None when no verdict is kept or that backend cannot be built (the full choice then runs, and
+    says why)."""
     kind = options.kind if options.kind != "auto" else next(iter(auto_kinds(device)), "torch")
     key = _verdict_key(options, kind, _bf16_check())
     if kind not in _BF16_KINDS or key is None or options.cache is None:
         return None
     verdict = options.cache.recall(key, "the verdict of the bf16 probe")
-    if verdict is None or not verdict.get("agrees"):
+    if verdict is None:
         return None
+    agrees = bool(verdict.get("agrees"))
     try:
-        candidate = build_backend(model, device, replace(options, kind=kind, precision="bf16"))
+        backend = build_backend(model, device, replace(options, kind=kind, precision="bf16" if agrees else "fp32"))
     except ModelError:
         return None
-    log.info("bf16 agrees with fp32 on the probe image (%s; as checked at an earlier start): running in bf16",
-             verdict.get("described", ""))
-    return candidate
+    _say_bf16_choice(agrees, f"{verdict.get('described', '')}; as checked at an earlier start")
+    return backend
+
+
+def _say_bf16_choice(agrees: bool, described: str) -> None:
+    """The one line saying what the probe chose: information when bf16 agrees, else a warning."""
+    if agrees:
+        log.info("bf16 agrees with fp32 on the probe image (%s): running in bf16", described)
+    else:
+        log.warning("bf16 detections differ from fp32's on the probe image (%s): running in fp32", described)
 
 
 def _checked_int8(model: Any, processor: Any, device: Device, options: BackendOptions, backend: Backend,
