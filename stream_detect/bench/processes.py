@@ -111,7 +111,8 @@ def still_camera(model: dict[str, Any], clip: Path, seconds: float, motion: bool
     """``stream-detect run`` on ``clip`` looped at its frame rate, motion gating on or off.
 
     Counts come from ``/streams`` at the start and the end of the window
-    (detector calls: frames processed that were not still); CPU time is the
+    (detector calls: frames processed that were not still; frames: those
+    processed or dropped, so both counts cover the same frames); CPU time is the
     process's user + system time over the same window.
     """
     source = {"kind": "file", "id": "still", "path": str(clip), "realtime": True, "loop": True,
@@ -126,8 +127,13 @@ def still_camera(model: dict[str, Any], clip: Path, seconds: float, motion: bool
     def calls(stream: dict[str, Any]) -> int:
         return int(stream["frames_processed"]) - int(stream.get("frames_still") or 0)
 
-    return StillRun(motion, window, int(after["frames_captured"]) - int(before["frames_captured"]),
-                    calls(after) - calls(before), cpu_after - cpu_before)
+    def seen(stream: dict[str, Any]) -> int:
+        # Captured frames the pipeline is done with (processed or dropped): the frames still queued at
+        # either end of the window are left out of both counts, so calls per frame cannot pass 1 by them.
+        return int(stream["frames_processed"]) + int(stream.get("frames_dropped") or 0)
+
+    return StillRun(motion, window, seen(after) - seen(before), calls(after) - calls(before),
+                    cpu_after - cpu_before)
 
 
 def _stream(base: str) -> dict[str, Any]:
